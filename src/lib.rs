@@ -1,0 +1,18 @@
+//! skinlens-core: the one model definition and the one preprocessing path that every skinlens
+//! front end (native CLI, browser CPU path, WebGPU engine, trainer) stands on.
+//!
+//! The data path reads top to bottom:
+//! bytes → [`preprocess::decode`] → [`preprocess::square`] + [`preprocess::resize`]
+//! → [`preprocess::tensor`] → [`model::EfficientNetLite`] → [`classifier`] probabilities.
+
+pub mod error;
+pub mod labels;
+pub mod preprocess;
+pub mod nn;
+pub mod model;
+pub mod classifier;
+
+pub use classifier::{Classification, Classifier};
+pub use error::{Error, Result};
+pub use labels::{ClassInfo, HAM10000_CLASSES};
+pub use model::{EfficientNetLite, FoldedNetwork, ModelConfig};

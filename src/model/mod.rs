@@ -1,0 +1,12 @@
+//! EfficientNet-Lite: the block table, the weights (loaded, checked and BatchNorm-folded once),
+//! and the inference network built from them.
+
+pub mod config;
+pub mod efficientnet;
+pub mod mbconv;
+pub mod weights;
+
+pub use config::{BlockSpec, ModelConfig};
+pub use efficientnet::{EfficientNetLite, Trace};
+pub use mbconv::MbConv;
+pub use weights::{FoldedBlock, FoldedConv, FoldedNetwork, ModelMetadata};
