@@ -1,1 +1,37 @@
-fn main() {}
+//! `skinlens`: classify dermoscopy images, and train, evaluate and export the model behind it.
+
+mod ensemble;
+mod inputs;
+mod model_file;
+mod predict;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "skinlens", version, about = "Skin-lesion classifier (HAM10000 / ISIC 2018 Task 3). Not a diagnosis: see a clinician.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify images (files or folders) and print each one's classes by probability.
+    Predict(predict::PredictArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Predict(args) => predict::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,14 @@
+//! skinlens in the browser: the core [`Classifier`] behind a small wasm-bindgen API.
+//!
+//! The page runs this module inside a Web Worker (see `www/backends/cpu.js`):
+//! `new WasmClassifier(modelBytes)` → `warmUp()` → `classify(imageBytes)` per image.
+//! Every failure reaches JavaScript as a thrown `Error` with a message meant for a person;
+//! bad input never panics. Should a bug panic anyway, the hook below keeps its message so
+//! the worker can report it (`lastPanic()`) before it is replaced by a fresh one.
 
+mod analysis;
+
+pub use analysis::{analyse, warm_up, Analysis, Clock, BACKEND_ID, BACKEND_LABEL};
+
+#[cfg(target_arch = "wasm32")]
+mod browser;

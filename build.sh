@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Builds the skinlens page into dist/, a static site with no server logic.
+#
+#   ./build.sh            build dist/
+#   ./build.sh --serve    build, then serve dist/ on http://127.0.0.1:${PORT:-8080}/
+#
+# On a fresh machine it installs what it needs: the wasm32 Rust target, wasm-bindgen-cli at
+# exactly the version of the wasm-bindgen crate in Cargo.lock (a mismatch fails at run time),
+# and wasm-opt from npm `binaryen` (crates/web/package-lock.json). Needs rustup/cargo and Node.
+#
+# The model shipped is models/skinlens.safetensors with models/skinlens.card.json;
+# SKINLENS_MODEL / SKINLENS_CARD point elsewhere (e.g. during development).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+serve=false
+for arg in "$@"; do
+  case "$arg" in
+    --serve) serve=true ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "build.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '\n== %s\n' "$*"; }
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+model=${SKINLENS_MODEL:-models/skinlens.safetensors}
+card=${SKINLENS_CARD:-models/skinlens.card.json}
+[[ -f $model ]] || die "no model at $model (train and export one, or set SKINLENS_MODEL)"
+command -v node >/dev/null || die "Node.js is needed (wasm-opt from npm binaryen, the dev server)"
+
+step "Rust target wasm32-unknown-unknown"
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+step "wasm-bindgen-cli, pinned to Cargo.lock"
+bindgen_version=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+[[ -n $bindgen_version ]] || die "wasm-bindgen is not in Cargo.lock"
+if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $bindgen_version" ]]; then
+  # --debug: the CLI only rewrites one module, and an unoptimised build installs in a third of the time.
+  cargo install wasm-bindgen-cli --version "=$bindgen_version" --locked --debug
+fi
+echo "wasm-bindgen $bindgen_version"
+
+step "wasm-opt (npm binaryen)"
+if [[ ! -x crates/web/node_modules/.bin/wasm-opt ]]; then
+  (cd crates/web && npm ci --no-audit --no-fund)
+fi
+
+step "Compile crates/web for wasm32 + SIMD128 (release)"
+# .cargo/config.toml carries the target flags; a RUSTFLAGS variable would replace them.
+[[ -z ${RUSTFLAGS:-} ]] || die "unset RUSTFLAGS: it replaces the simd128/getrandom flags of .cargo/config.toml"
+cargo build --release -p skinlens-web --target wasm32-unknown-unknown
+
+step "Bindings and size/speed optimisation"
+rm -rf www/pkg
+wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/skinlens_web.wasm
+# The features rustc enables for wasm32 by default, plus SIMD; every browser with wasm SIMD has them all.
+crates/web/node_modules/.bin/wasm-opt -O3 \
+  --enable-simd --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  www/pkg/skinlens_web_bg.wasm -o www/pkg/skinlens_web_bg.wasm
+
+step "Assemble dist/"
+rm -rf dist
+mkdir -p dist/models
+cp -R www/. dist/
+cp "$model" dist/models/skinlens.safetensors
+if [[ -f $card ]]; then
+  cp "$card" dist/models/skinlens.card.json
+else
+  echo "warning: no model card at $card; the page shows the model file's metadata instead" >&2
+fi
+# The service worker precaches every file of this build; its build id is their content hash.
+node --input-type=module - dist <<'JS'
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+const root = process.argv[2];
+const files = [];
+const walk = (dir) => readdirSync(dir, { withFileTypes: true }).forEach((entry) => {
+  const path = join(dir, entry.name);
+  if (entry.isDirectory()) walk(path);
+  else if (relative(root, path) !== 'sw.js') files.push(relative(root, path).split('\\').join('/'));
+});
+walk(root);
+files.sort();
+const hash = createHash('sha256');
+for (const file of files) hash.update(file).update('\0').update(readFileSync(join(root, file)));
+const build = hash.digest('hex').slice(0, 16);
+const swPath = join(root, 'sw.js');
+const sw = readFileSync(swPath, 'utf8')
+  .replace('__SKINLENS_BUILD__', build)
+  .replace("'./' /* __SKINLENS_ASSETS__ */", ["'./'", ...files.map((f) => `'./${f}'`)].join(',\n  '));
+if (!sw.includes(build) || sw.includes('__SKINLENS_ASSETS__')) throw new Error('sw.js placeholders not found');
+writeFileSync(swPath, sw);
+console.log(`build ${build}: ${files.length} files`);
+JS
+du -sh dist | cut -f1 | xargs echo "dist/:"
+
+if $serve; then
+  step "Serving dist/ (Ctrl-C to stop)"
+  exec node crates/web/serve.mjs --dir dist --port "${PORT:-8080}"
+fi

@@ -1,0 +1,74 @@
+//! Several models (weighted) and flip test-time augmentation behind one `probabilities` call,
+//! shared by `predict` and `evaluate`.
+
+use std::path::PathBuf;
+
+use anyhow::{ensure, Context, Result};
+use candle_core::{Device, Tensor};
+use skinlens_core::preprocess::{input_tensor, PreparedImage};
+use skinlens_core::Classifier;
+
+use crate::model_file;
+
+/// The flips averaged by test-time augmentation: identity, horizontal, vertical, both.
+const TTA_FLIPS: [&[usize]; 4] = [&[], &[3], &[2], &[2, 3]];
+
+pub struct Ensemble {
+    members: Vec<(Classifier, f32)>,
+    tta: bool,
+    pub classes: Vec<String>,
+    pub input_size: u32,
+    /// Any member with an untrained head.
+    pub untrained: bool,
+    pub description: String,
+}
+
+impl Ensemble {
+    /// `specs` are `PATH[:WEIGHT]`; none means the built-in model.
+    pub fn load(specs: &[String], tta: bool) -> Result<Self> {
+        let specs: Vec<(Option<PathBuf>, f32)> = if specs.is_empty() {
+            vec![(None, 1.0)]
+        } else {
+            specs.iter().map(|s| model_file::parse_weighted(s).map(|(p, w)| (Some(p), w))).collect::<Result<_>>()?
+        };
+        let total: f32 = specs.iter().map(|s| s.1).sum();
+        let mut members = Vec::new();
+        let mut sources = Vec::new();
+        for (path, weight) in specs {
+            let loaded = model_file::load(path.as_deref())?;
+            let classifier = Classifier::from_network(&loaded.network).with_context(|| loaded.source.clone())?;
+            sources.push(format!("{} ×{:.2}", loaded.source, weight / total));
+            members.push((classifier, weight / total));
+        }
+        let first = &members[0].0;
+        let (classes, input_size) = (first.metadata().classes.clone(), first.input_size());
+        for (member, _) in &members[1..] {
+            ensure!(member.metadata().classes == classes, "ensemble members must share their class list");
+            ensure!(member.input_size() == input_size, "ensemble members must share their input size");
+        }
+        let untrained = members.iter().any(|(m, _)| m.metadata().untrained);
+        let description = format!("{}{}", sources.join(" + "), if tta { ", flip TTA" } else { "" });
+        Ok(Self { members, tta, classes, input_size, untrained, description })
+    }
+
+    /// Weighted mean of each member's calibrated probabilities (and of the flips with TTA).
+    pub fn probabilities(&self, images: &[&PreparedImage]) -> Result<Vec<Vec<f32>>> {
+        let views: Vec<_> = images.iter().map(|p| &p.model_view).collect();
+        let input = input_tensor(&views, &Device::Cpu)?;
+        let flips: &[&[usize]] = if self.tta { &TTA_FLIPS } else { &TTA_FLIPS[..1] };
+        let mut sum: Option<Tensor> = None;
+        for (classifier, weight) in &self.members {
+            for dims in flips {
+                let x = if dims.is_empty() { input.clone() } else { input.flip(dims)? };
+                let logits = classifier.model().forward(&x)?;
+                let scaled = (logits / f64::from(classifier.metadata().temperature))?;
+                let p = (candle_nn::ops::softmax_last_dim(&scaled)? * f64::from(*weight / flips.len() as f32))?;
+                sum = Some(match sum {
+                    Some(s) => (s + p)?,
+                    None => p,
+                });
+            }
+        }
+        Ok(sum.expect("at least one member").to_vec2::<f32>()?)
+    }
+}

@@ -1,0 +1,149 @@
+//! `skinlens predict`: stream images through the model and report each one's classes.
+//!
+//! Images are read, decoded and classified a small batch at a time, so a folder of thousands
+//! never sits in memory. A bad file is reported (naming it and the reason) and skipped; the
+//! exit code says whether any failed.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use skinlens_core::labels::{isic2018_permutation, ISIC2018_COLUMNS};
+use skinlens_core::preprocess::PreparedImage;
+
+use crate::ensemble::Ensemble;
+use crate::inputs;
+
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// Model file (safetensors); repeat as PATH:WEIGHT for a weighted ensemble. Default: the
+    /// model shipped in models/.
+    #[arg(long = "model", value_name = "PATH[:WEIGHT]")]
+    models: Vec<String>,
+    /// Also write an ISIC 2018 Task 3 submission CSV (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC).
+    #[arg(long, value_name = "OUT")]
+    csv: Option<PathBuf>,
+    /// Print one JSON object per image (JSON Lines) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Average over horizontal and vertical flips (4 passes per image).
+    #[arg(long)]
+    tta: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    batch: u16,
+    /// Image files and/or folders (searched recursively for images).
+    #[arg(required = true, value_name = "FILES_OR_FOLDERS")]
+    inputs: Vec<PathBuf>,
+}
+
+/// Where each image's answer goes.
+struct Sinks {
+    json: bool,
+    csv: Option<(csv::Writer<BufWriter<File>>, [usize; 7])>,
+}
+
+pub fn run(args: PredictArgs) -> Result<ExitCode> {
+    let ensemble = Ensemble::load(&args.models, args.tta)?;
+    if ensemble.untrained {
+        eprintln!("warning: this model's classification head is UNTRAINED (demo only): its probabilities mean nothing");
+    }
+    let mut sinks = Sinks { json: args.json, csv: None };
+    if let Some(path) = &args.csv {
+        let permutation = isic2018_permutation(&ensemble.classes)
+            .context("--csv needs a model with the seven HAM10000 classes")?;
+        let file = File::create(path).with_context(|| format!("{}: cannot create the CSV", path.display()))?;
+        let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+        writer.write_record(std::iter::once("image").chain(ISIC2018_COLUMNS))?;
+        sinks.csv = Some((writer, permutation));
+    }
+
+    let paths = inputs::expand(&args.inputs);
+    let progress = ProgressBar::new(paths.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
+            .expect("valid template"),
+    );
+    let mut failures = 0usize;
+    for chunk in paths.chunks(usize::from(args.batch)) {
+        // Read and decode in parallel; keep the input order.
+        let prepared: Vec<(PathBuf, Result<PreparedImage, String>)> = chunk
+            .par_iter()
+            .map(|entry| match entry {
+                Ok(path) => (path.clone(), prepare(path, ensemble.input_size)),
+                Err((path, reason)) => (path.clone(), Err(reason.clone())),
+            })
+            .collect();
+        let good: Vec<&PreparedImage> = prepared.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+        let mut probabilities = if good.is_empty() { Vec::new() } else { ensemble.probabilities(&good)? }.into_iter();
+        for (path, outcome) in &prepared {
+            match outcome {
+                Ok(_) => {
+                    let p = probabilities.next().expect("one row per decoded image");
+                    progress.suspend(|| report(&mut sinks, &ensemble.classes, path, &p))?;
+                }
+                Err(reason) => {
+                    failures += 1;
+                    progress.suspend(|| report_failure(&sinks, path, reason));
+                }
+            }
+            progress.inc(1);
+        }
+    }
+    progress.finish_and_clear();
+    if let Some((mut writer, _)) = sinks.csv.take() {
+        writer.flush().context("writing the CSV")?;
+    }
+    let total = paths.len();
+    if !args.json {
+        eprintln!("{} of {total} images classified with {}. Not a diagnosis: see a clinician.", total - failures, ensemble.description);
+    }
+    if failures > 0 {
+        eprintln!("{failures} of {total} files failed (see the errors above)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prepare(path: &Path, size: u32) -> Result<PreparedImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    skinlens_core::preprocess::prepare(&bytes, size).map_err(|e| e.to_string())
+}
+
+fn image_id(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn report(sinks: &mut Sinks, classes: &[String], path: &Path, probabilities: &[f32]) -> Result<()> {
+    let mut ranked: Vec<(&String, f32)> = classes.iter().zip(probabilities.iter().copied()).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if sinks.json {
+        let by_class: serde_json::Map<String, serde_json::Value> =
+            classes.iter().zip(probabilities).map(|(c, p)| (c.clone(), serde_json::json!(p))).collect();
+        let line = serde_json::json!({
+            "file": path.display().to_string(),
+            "image": image_id(path),
+            "probabilities": by_class,
+            "top": ranked[0].0,
+        });
+        println!("{line}");
+    } else {
+        let text: Vec<String> = ranked.iter().map(|(c, p)| format!("{c} {p:.3}")).collect();
+        println!("{}  {}", path.display(), text.join("  "));
+    }
+    if let Some((writer, permutation)) = &mut sinks.csv {
+        let row = permutation.iter().map(|&i| format!("{}", probabilities[i]));
+        writer.write_record(std::iter::once(image_id(path)).chain(row))?;
+    }
+    Ok(())
+}
+
+fn report_failure(sinks: &Sinks, path: &Path, reason: &str) {
+    eprintln!("error: {}: {reason}", path.display());
+    if sinks.json {
+        println!("{}", serde_json::json!({"file": path.display().to_string(), "error": reason}));
+    }
+}

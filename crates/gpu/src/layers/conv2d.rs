@@ -1,0 +1,76 @@
+//! Dense k×k convolution with TF 'SAME' padding, folded bias and activation (the stem).
+
+use candle_core::Tensor;
+use skinlens_core::nn::{same_output, same_padding, Activation};
+
+use super::{relu6_flag, FeatureShape, Kernels};
+use crate::dispatch::{linear_grid, tensor_values, word};
+use crate::{Dispatch, GpuContext, GpuError, Result};
+
+#[derive(Debug, Clone)]
+pub struct Conv2dSame {
+    pub output: wgpu::Buffer,
+    pub output_shape: FeatureShape,
+    dispatch: Dispatch,
+}
+
+impl Conv2dSame {
+    /// `weight` is `[C_out, C_in, k, k]` and `bias` `[C_out]`, BatchNorm folded in.
+    pub fn new(
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        label: &str,
+        weight: &Tensor,
+        bias: &Tensor,
+        stride: usize,
+        activation: Activation,
+        input: &wgpu::Buffer,
+        input_shape: FeatureShape,
+    ) -> Result<Self> {
+        let (c_out, c_in, k, k_w) = weight.dims4().map_err(|e| GpuError::Weights(format!("{label}: {e}")))?;
+        if c_in != input_shape.channels || k != k_w || bias.elem_count() != c_out {
+            return Err(GpuError::Weights(format!(
+                "{label}: weight {:?} / bias {:?} do not fit a {}-channel input",
+                weight.dims(),
+                bias.dims(),
+                input_shape.channels
+            )));
+        }
+        let FeatureShape { height: h, width: w, .. } = input_shape;
+        let output_shape = FeatureShape::new(c_out, same_output(h, stride), same_output(w, stride));
+        let (pad_top, _) = same_padding(h, k, stride);
+        let (pad_left, _) = same_padding(w, k, stride);
+        let params = [
+            c_in,
+            h,
+            w,
+            c_out,
+            output_shape.height,
+            output_shape.width,
+            k,
+            stride,
+            pad_top,
+            pad_left,
+        ]
+        .iter()
+        .map(|&v| word(label, v))
+        .chain([Ok(relu6_flag(activation))])
+        .collect::<Result<Vec<u32>>>()?;
+
+        let output = ctx.activation(label, output_shape.len());
+        let buffers = [
+            &ctx.params(label, &params),
+            input,
+            &ctx.storage(label, &tensor_values(label, weight)?),
+            &ctx.storage(label, &tensor_values(label, bias)?),
+            &output,
+        ];
+        let groups = linear_grid(ctx, label, output_shape.len(), 64)?;
+        let dispatch = Dispatch::new(ctx, label, &kernels.conv2d, &buffers, groups);
+        Ok(Self { output, output_shape, dispatch })
+    }
+
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+}

@@ -1,0 +1,63 @@
+// Dense k×k convolution with TensorFlow 'SAME' padding, folded bias and optional ReLU6
+// (the stem: 3 → 32 channels, 3×3, stride 2). One invocation per output value; the input
+// has few channels, so the k·k·C_in loop is short.
+
+struct Params {
+    in_channels: u32,
+    in_height: u32,
+    in_width: u32,
+    out_channels: u32,
+    out_height: u32,
+    out_width: u32,
+    kernel: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    relu6: u32,
+    _unused: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+// [C_out, C_in, k, k], BatchNorm folded in.
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> output: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    // The grid may be two-dimensional when one row of workgroups is not enough.
+    let index = id.y * groups.x * 64u + id.x;
+    let plane = params.out_height * params.out_width;
+    if (index >= params.out_channels * plane) {
+        return;
+    }
+    let oc = index / plane;
+    let oy = (index % plane) / params.out_width;
+    let ox = index % params.out_width;
+    let k = params.kernel;
+
+    var sum = bias[oc];
+    for (var ic = 0u; ic < params.in_channels; ic++) {
+        for (var ky = 0u; ky < k; ky++) {
+            // Unsigned wrap-around makes rows above the image huge, so one comparison
+            // rejects both the top and the bottom padding.
+            let iy = oy * params.stride + ky - params.pad_top;
+            if (iy >= params.in_height) {
+                continue;
+            }
+            for (var kx = 0u; kx < k; kx++) {
+                let ix = ox * params.stride + kx - params.pad_left;
+                if (ix >= params.in_width) {
+                    continue;
+                }
+                let x = input[(ic * params.in_height + iy) * params.in_width + ix];
+                sum += weight[((oc * params.in_channels + ic) * k + ky) * k + kx] * x;
+            }
+        }
+    }
+    if (params.relu6 != 0u) {
+        sum = clamp(sum, 0.0, 6.0);
+    }
+    output[index] = sum;
+}

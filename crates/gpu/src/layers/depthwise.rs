@@ -1,0 +1,65 @@
+//! Depthwise k×k convolution, stride 1 or 2, TF 'SAME' padding, folded bias and activation.
+
+use candle_core::Tensor;
+use skinlens_core::nn::{same_output, same_padding, Activation};
+
+use super::{relu6_flag, FeatureShape, Kernels};
+use crate::dispatch::{linear_grid, tensor_values, word};
+use crate::{Dispatch, GpuContext, GpuError, Result};
+
+#[derive(Debug, Clone)]
+pub struct DepthwiseConv2d {
+    pub output: wgpu::Buffer,
+    pub output_shape: FeatureShape,
+    dispatch: Dispatch,
+}
+
+impl DepthwiseConv2d {
+    /// `weight` is `[C, 1, k, k]` and `bias` `[C]`, BatchNorm folded in.
+    pub fn new(
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        label: &str,
+        weight: &Tensor,
+        bias: &Tensor,
+        stride: usize,
+        activation: Activation,
+        input: &wgpu::Buffer,
+        input_shape: FeatureShape,
+    ) -> Result<Self> {
+        let (channels, one, k, k_w) = weight.dims4().map_err(|e| GpuError::Weights(format!("{label}: {e}")))?;
+        if one != 1 || k != k_w || channels != input_shape.channels || bias.elem_count() != channels {
+            return Err(GpuError::Weights(format!(
+                "{label}: weight {:?} / bias {:?} are not a depthwise filter for {} channels",
+                weight.dims(),
+                bias.dims(),
+                input_shape.channels
+            )));
+        }
+        let FeatureShape { height: h, width: w, .. } = input_shape;
+        let output_shape = FeatureShape::new(channels, same_output(h, stride), same_output(w, stride));
+        let (pad_top, _) = same_padding(h, k, stride);
+        let (pad_left, _) = same_padding(w, k, stride);
+        let params = [channels, h, w, output_shape.height, output_shape.width, k, stride, pad_top, pad_left]
+            .iter()
+            .map(|&v| word(label, v))
+            .chain([Ok(relu6_flag(activation))])
+            .collect::<Result<Vec<u32>>>()?;
+
+        let output = ctx.activation(label, output_shape.len());
+        let buffers = [
+            &ctx.params(label, &params),
+            input,
+            &ctx.storage(label, &tensor_values(label, weight)?),
+            &ctx.storage(label, &tensor_values(label, bias)?),
+            &output,
+        ];
+        let groups = linear_grid(ctx, label, output_shape.len(), 64)?;
+        let dispatch = Dispatch::new(ctx, label, &kernels.depthwise, &buffers, groups);
+        Ok(Self { output, output_shape, dispatch })
+    }
+
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+}

@@ -1,0 +1,95 @@
+//! The network's layers as GPU kernels, one per file, each beside the WGSL it dispatches.
+//!
+//! Every layer is built once at load: it uploads its weights, allocates its output buffer,
+//! binds both to its kernel and keeps the resulting [`Dispatch`](crate::Dispatch) for replay.
+//! Activations are f32, NCHW with N = 1, i.e. `[C, H·W]` row-major.
+
+pub mod conv2d;
+pub mod depthwise;
+pub mod global_avg_pool;
+pub mod linear;
+pub mod pointwise;
+pub mod residual_add;
+pub mod softmax;
+
+pub use conv2d::Conv2dSame;
+pub use depthwise::DepthwiseConv2d;
+pub use global_avg_pool::GlobalAvgPool;
+pub use linear::Linear;
+pub use pointwise::PointwiseConv;
+pub use residual_add::ResidualAdd;
+pub use softmax::Softmax;
+
+/// `[C, H, W]` of one image's feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl FeatureShape {
+    pub fn new(channels: usize, height: usize, width: usize) -> Self {
+        Self { channels, height, width }
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.height * self.width
+    }
+
+    pub fn len(&self) -> usize {
+        self.channels * self.pixels()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The compute pipelines, compiled once per device and shared by every layer that uses them.
+#[derive(Debug, Clone)]
+pub struct Kernels {
+    pub(crate) conv2d: wgpu::ComputePipeline,
+    pub(crate) depthwise: wgpu::ComputePipeline,
+    pub(crate) pointwise: wgpu::ComputePipeline,
+    pub(crate) residual_add: wgpu::ComputePipeline,
+    pub(crate) global_avg_pool: wgpu::ComputePipeline,
+    pub(crate) linear: wgpu::ComputePipeline,
+    pub(crate) softmax: wgpu::ComputePipeline,
+}
+
+impl Kernels {
+    /// Compile every kernel. Errors surface through the caller's error scope
+    /// (see [`GpuEngine::new`](crate::GpuEngine::new)).
+    pub fn new(ctx: &crate::GpuContext) -> Self {
+        let device = &ctx.device;
+        Self {
+            conv2d: compile(device, wgpu::include_wgsl!("conv2d.wgsl")),
+            depthwise: compile(device, wgpu::include_wgsl!("depthwise.wgsl")),
+            pointwise: compile(device, wgpu::include_wgsl!("pointwise.wgsl")),
+            residual_add: compile(device, wgpu::include_wgsl!("residual_add.wgsl")),
+            global_avg_pool: compile(device, wgpu::include_wgsl!("global_avg_pool.wgsl")),
+            linear: compile(device, wgpu::include_wgsl!("linear.wgsl")),
+            softmax: compile(device, wgpu::include_wgsl!("softmax.wgsl")),
+        }
+    }
+}
+
+fn compile(device: &wgpu::Device, source: wgpu::ShaderModuleDescriptor<'_>) -> wgpu::ComputePipeline {
+    let label = source.label;
+    let module = device.create_shader_module(source);
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label,
+        // Derived from the shader: each kernel's bindings are exactly its buffers in order.
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    })
+}
+
+/// The WGSL side's flag for [`Activation`](skinlens_core::nn::Activation).
+pub(crate) fn relu6_flag(activation: skinlens_core::nn::Activation) -> u32 {
+    u32::from(activation == skinlens_core::nn::Activation::Relu6)
+}

@@ -1,0 +1,174 @@
+//! One image through the classifier, timed step by step, in plain Rust (no JS types), so the
+//! browser API stays a thin wrapper and this part can be tested natively.
+
+use candle_core::Tensor;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use skinlens_core::labels::class_info;
+use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits};
+use skinlens_core::{Classification, Classifier};
+
+/// Identifies the engine that computed a result; the page's backend registry uses the same id.
+pub const BACKEND_ID: &str = "cpu";
+/// What the page's badge says for this engine.
+pub const BACKEND_LABEL: &str = "CPU · wasm SIMD";
+
+/// Milliseconds since an arbitrary origin; the browser passes `performance.now`.
+pub trait Clock {
+    fn now_ms(&self) -> f64;
+}
+
+/// A class code with what a person should read next to it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClassLabel {
+    pub code: String,
+    pub name: String,
+    pub malignant: bool,
+}
+
+impl ClassLabel {
+    pub fn of(code: &str) -> Self {
+        match class_info(code) {
+            Some(info) => Self { code: code.to_string(), name: info.name.to_string(), malignant: info.malignant },
+            // A model with classes skinlens does not know: show the code, flag nothing.
+            None => Self { code: code.to_string(), name: code.to_string(), malignant: false },
+        }
+    }
+}
+
+/// `{code: probability}` in the model's class order (a JS object keeps insertion order).
+#[derive(Debug, Clone)]
+pub struct ByClass(pub Vec<(String, f32)>);
+
+impl Serialize for ByClass {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (code, value) in &self.0 {
+            map.serialize_entry(code, value)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Timings {
+    pub decode_ms: f64,
+    /// Centre square, resize and normalisation into the input tensor.
+    pub preprocess_ms: f64,
+    /// Input tensor in → probabilities out.
+    pub inference_ms: f64,
+    /// The class-activation map, computed after the probabilities (not part of inference).
+    pub cam_ms: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RankedClass {
+    #[serde(flatten)]
+    pub label: ClassLabel,
+    pub probability: f32,
+}
+
+/// The class-activation map of the top class: the linear head's weights applied to each of the
+/// last feature map's positions (7×7 at 224 input). Raw values; the page decides how to colour them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActivationMap {
+    pub class: String,
+    pub width: usize,
+    pub height: usize,
+    /// Row-major, `height × width`.
+    pub values: Vec<f32>,
+}
+
+/// Everything the page shows about one image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Analysis {
+    pub probabilities: ByClass,
+    pub top: String,
+    pub backend: &'static str,
+    pub timings: Timings,
+    /// Most to least probable, with full names and the malignant flag.
+    pub ranked: Vec<RankedClass>,
+    pub logits: ByClass,
+    /// Size of the decoded image (after EXIF orientation), before cropping.
+    pub original_width: u32,
+    pub original_height: u32,
+    pub cam: ActivationMap,
+    /// The square the model saw, `size × size` RGB; the wrapper hands it to JS as RGBA pixels.
+    #[serde(skip)]
+    pub model_view: image::RgbImage,
+}
+
+/// Decode, frame, classify and explain `bytes`, timing each step with `clock`.
+pub fn analyse(classifier: &Classifier, bytes: &[u8], clock: &impl Clock) -> skinlens_core::Result<Analysis> {
+    let t0 = clock.now_ms();
+    let decoded = decode_rgb8(bytes, &DecodeLimits::default())?;
+    let t1 = clock.now_ms();
+    let prepared = prepare_decoded(&decoded, classifier.input_size());
+    drop(decoded);
+    let input = classifier.input(&prepared)?;
+    let t2 = clock.now_ms();
+    // The same operations as `Classifier::classify_tensor` (features → pool → linear → softmax),
+    // split so the head features can also feed the activation map without a second pass.
+    let model = classifier.model();
+    let features = model.features(&input)?;
+    let logits = model.classify_features(&features)?;
+    let classification = first(classifier.from_logits(&logits)?)?;
+    let t3 = clock.now_ms();
+    let top = classification.top();
+    let cam = activation_map(classifier, &features, top, &classification)?;
+    let t4 = clock.now_ms();
+
+    Ok(Analysis {
+        probabilities: by_class(&classification, &classification.probabilities),
+        top: classification.classes[top].clone(),
+        backend: BACKEND_ID,
+        timings: Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 },
+        ranked: classification
+            .ranked()
+            .into_iter()
+            .map(|(code, probability)| RankedClass { label: ClassLabel::of(code), probability })
+            .collect(),
+        logits: by_class(&classification, &classification.logits),
+        original_width: prepared.original_width,
+        original_height: prepared.original_height,
+        cam,
+        model_view: prepared.model_view,
+    })
+}
+
+/// One pass on a flat grey image, so the first real image does not pay for first-touch
+/// allocations. Returns how long it took.
+pub fn warm_up(classifier: &Classifier, clock: &impl Clock) -> skinlens_core::Result<f64> {
+    let size = classifier.input_size();
+    let grey = image::RgbImage::from_pixel(size, size, image::Rgb([127, 127, 127]));
+    let prepared = prepare_decoded(&grey, size);
+    let t0 = clock.now_ms();
+    classifier.classify_tensor(&classifier.input(&prepared)?)?;
+    Ok(clock.now_ms() - t0)
+}
+
+fn first(mut batch: Vec<Classification>) -> skinlens_core::Result<Classification> {
+    if batch.is_empty() {
+        return Err(skinlens_core::Error::Model("the model returned no result".into()));
+    }
+    Ok(batch.swap_remove(0))
+}
+
+fn by_class(classification: &Classification, values: &[f32]) -> ByClass {
+    ByClass(classification.classes.iter().cloned().zip(values.iter().copied()).collect())
+}
+
+fn activation_map(
+    classifier: &Classifier,
+    features: &Tensor,
+    class: usize,
+    classification: &Classification,
+) -> skinlens_core::Result<ActivationMap> {
+    let map = classifier.model().class_activation_map(features, class)?;
+    let (height, width) = map.dims2()?;
+    Ok(ActivationMap {
+        class: classification.classes[class].clone(),
+        width,
+        height,
+        values: map.flatten_all()?.to_vec1()?,
+    })
+}

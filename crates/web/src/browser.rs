@@ -1,0 +1,134 @@
+//! The JavaScript-facing API (wasm32 only).
+
+use std::sync::Mutex;
+
+use js_sys::{Reflect, Uint8ClampedArray};
+use serde::Serialize;
+use skinlens_core::Classifier;
+use wasm_bindgen::prelude::*;
+
+use crate::analysis::{self, ClassLabel, Clock, BACKEND_ID, BACKEND_LABEL};
+
+#[wasm_bindgen]
+extern "C" {
+    // `performance` is a global in both windows and workers, so no web-sys scope lookup needed.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+struct PerformanceClock;
+
+impl Clock for PerformanceClock {
+    fn now_ms(&self) -> f64 {
+        performance_now()
+    }
+}
+
+/// The last panic's message: a panic aborts the wasm instance with a bare
+/// `RuntimeError: unreachable`, so the worker asks for the reason afterwards.
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+#[wasm_bindgen(start)]
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if let Ok(mut slot) = LAST_PANIC.lock() {
+            *slot = Some(info.to_string());
+        }
+    }));
+}
+
+/// Why the engine died, if it died of a panic.
+#[wasm_bindgen(js_name = lastPanic)]
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.lock().ok().and_then(|slot| slot.clone())
+}
+
+/// Whether this build was compiled for wasm SIMD (the page checks the browser before loading it).
+#[wasm_bindgen(js_name = simdBuild)]
+pub fn simd_build() -> bool {
+    cfg!(target_feature = "simd128")
+}
+
+#[wasm_bindgen]
+pub struct WasmClassifier {
+    inner: Classifier,
+}
+
+#[wasm_bindgen]
+impl WasmClassifier {
+    /// Load a model from safetensors bytes (folded or raw, f32 or f16).
+    #[wasm_bindgen(constructor)]
+    pub fn new(model_bytes: &[u8]) -> Result<WasmClassifier, JsError> {
+        let inner = Classifier::from_safetensors(model_bytes)
+            .map_err(|e| JsError::new(&format!("the model could not be loaded: {e}")))?;
+        Ok(Self { inner })
+    }
+
+    /// What the model file says about itself: `{backend, backendLabel, classes: [{code, name,
+    /// malignant}], untrained, temperature, inputSize, metadata: {key: value}}`.
+    pub fn describe(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Description<'a> {
+            backend: &'static str,
+            backend_label: &'static str,
+            classes: Vec<ClassLabel>,
+            untrained: bool,
+            temperature: f32,
+            input_size: u32,
+            metadata: &'a std::collections::HashMap<String, String>,
+        }
+        let metadata = self.inner.metadata();
+        to_js(&Description {
+            backend: BACKEND_ID,
+            backend_label: BACKEND_LABEL,
+            classes: metadata.classes.iter().map(|c| ClassLabel::of(c)).collect(),
+            untrained: metadata.untrained,
+            temperature: metadata.temperature,
+            input_size: self.inner.input_size(),
+            metadata: &metadata.raw,
+        })
+    }
+
+    /// One inference on a grey image; returns its duration in ms.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub fn warm_up(&self) -> Result<f64, JsError> {
+        analysis::warm_up(&self.inner, &PerformanceClock).map_err(|e| JsError::new(&format!("warm-up failed: {e}")))
+    }
+
+    /// Image bytes (JPEG, PNG, WebP, BMP, GIF, TIFF) → `{probabilities: {code: p}, top, backend,
+    /// timings: {decode_ms, preprocess_ms, inference_ms, cam_ms}, ranked, logits,
+    /// original_width, original_height, cam: {class, width, height, values},
+    /// preview: {width, height, rgba: Uint8ClampedArray}}`.
+    pub fn classify(&self, image_bytes: &[u8]) -> Result<JsValue, JsError> {
+        let analysis = analysis::analyse(&self.inner, image_bytes, &PerformanceClock)
+            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
+        let result = to_js(&analysis)?;
+        let preview = preview_object(&analysis.model_view)?;
+        Reflect::set(&result, &"preview".into(), &preview).map_err(js_error)?;
+        Ok(result)
+    }
+}
+
+/// The model's view as `{width, height, rgba}`, ready for `new ImageData(rgba, width, height)`.
+fn preview_object(view: &image::RgbImage) -> Result<JsValue, JsError> {
+    let mut rgba = Vec::with_capacity(view.as_raw().len() / 3 * 4);
+    for px in view.pixels() {
+        rgba.extend_from_slice(&[px[0], px[1], px[2], 255]);
+    }
+    let object = js_sys::Object::new();
+    Reflect::set(&object, &"width".into(), &view.width().into()).map_err(js_error)?;
+    Reflect::set(&object, &"height".into(), &view.height().into()).map_err(js_error)?;
+    Reflect::set(&object, &"rgba".into(), &Uint8ClampedArray::from(rgba.as_slice())).map_err(js_error)?;
+    Ok(object.into())
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    // Plain objects, not `Map`s: the page and automation scripts index them by key.
+    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    value.serialize(&serializer).map_err(|e| JsError::new(&format!("internal error: could not build the result: {e}")))
+}
+
+fn js_error(value: JsValue) -> JsError {
+    JsError::new(&format!("internal error: {value:?}"))
+}

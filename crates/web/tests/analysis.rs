@@ -1,0 +1,96 @@
+//! The browser path in plain Rust: same numbers as the core classifier, clear errors on bad input.
+
+use std::path::PathBuf;
+
+use skinlens_core::Classifier;
+use skinlens_web::{analyse, warm_up, Clock};
+
+/// Tests don't need real time; a counter makes every step take 1 "ms".
+struct TickingClock(std::cell::Cell<f64>);
+
+impl Clock for TickingClock {
+    fn now_ms(&self) -> f64 {
+        self.0.set(self.0.get() + 1.0);
+        self.0.get()
+    }
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shipped model when it exists, else the shared seven-class network (tests may read ../shared).
+fn classifier() -> Classifier {
+    let shipped = repo_root().join("models/skinlens.safetensors");
+    let shared = repo_root().join("../shared/peers/models/effnet_lite0_7cls.safetensors");
+    let path = if shipped.exists() { shipped } else { shared };
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Classifier::from_safetensors(&bytes).expect("model loads")
+}
+
+fn ham10000_image() -> Vec<u8> {
+    let path = repo_root().join("../shared/data/ham10000/fullres_600x450/ISIC_0024306.jpg");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn png(width: u32, height: u32, pixel: image::Rgba<u8>) -> Vec<u8> {
+    let image = image::RgbaImage::from_pixel(width, height, pixel);
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    bytes.into_inner()
+}
+
+#[test]
+fn matches_the_core_classifier_exactly() {
+    let classifier = classifier();
+    let bytes = ham10000_image();
+    let clock = TickingClock(Default::default());
+    let analysis = analyse(&classifier, &bytes, &clock).unwrap();
+    let reference = classifier.classify_bytes(&bytes).unwrap();
+
+    let ours: Vec<f32> = analysis.probabilities.0.iter().map(|(_, p)| *p).collect();
+    assert_eq!(ours, reference.probabilities, "split pipeline must equal classify_bytes bit for bit");
+    assert_eq!(analysis.top, reference.classes[reference.top()]);
+    let sum: f32 = ours.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-5, "probabilities sum to {sum}");
+
+    assert_eq!((analysis.original_width, analysis.original_height), (600, 450));
+    assert_eq!(analysis.model_view.dimensions(), (224, 224));
+    assert_eq!((analysis.cam.width, analysis.cam.height, analysis.cam.values.len()), (7, 7, 49));
+    assert_eq!(analysis.cam.class, analysis.top);
+    assert_eq!(analysis.ranked[0].label.code, analysis.top);
+    assert!(analysis.ranked.windows(2).all(|w| w[0].probability >= w[1].probability));
+    assert_eq!(analysis.timings.inference_ms, 1.0);
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let classifier = classifier();
+    let clock = TickingClock(Default::default());
+    let mut truncated = ham10000_image();
+    truncated.truncate(2_000);
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("text", b"this is not an image".to_vec()),
+        ("truncated JPEG", truncated),
+        ("PNG signature only", b"\x89PNG\r\n\x1a\n".to_vec()),
+    ] {
+        let error = analyse(&classifier, &bytes, &clock).err().unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(!error.to_string().is_empty(), "{what}: empty message");
+    }
+}
+
+#[test]
+fn tiny_and_transparent_images_are_classified() {
+    let classifier = classifier();
+    let clock = TickingClock(Default::default());
+    for bytes in [png(1, 1, image::Rgba([200, 120, 90, 255])), png(40, 30, image::Rgba([200, 120, 90, 0]))] {
+        let analysis = analyse(&classifier, &bytes, &clock).unwrap();
+        let sum: f32 = analysis.probabilities.0.iter().map(|(_, p)| p).sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+    // A fully transparent image is composited onto the core's black background.
+    let transparent = analyse(&classifier, &png(40, 30, image::Rgba([200, 120, 90, 0])), &clock).unwrap();
+    assert!(transparent.model_view.pixels().all(|p| p.0 == skinlens_core::preprocess::decode::ALPHA_BACKGROUND));
+    assert!(warm_up(&classifier, &clock).unwrap() > 0.0);
+}

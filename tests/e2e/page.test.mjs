@@ -1,0 +1,278 @@
+// End-to-end: the built page (dist/) in real headless Chromium, compared with the native CLI.
+//   node --test tests/e2e/page.test.mjs      (tests/e2e/run.sh prepares everything first)
+// Artefacts (screenshot, request logs, CSV) go to test-results/e2e/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { REPO, DIST, startServer, launchBrowser, openPage } from './harness.mjs';
+import { writeFixtures } from './fixtures.mjs';
+
+const ARTEFACTS = join(REPO, 'test-results/e2e');
+const CLI = join(REPO, 'target/release/skinlens');
+const TOLERANCE = 1e-4;
+
+let server;
+let browser;
+let page;
+let fixtures;
+let ready;
+/** `skinlens predict --json` on the fixtures, by file name. */
+let native;
+
+/** Every file of the built site, as URL paths ('/' is index.html). */
+function siteFiles() {
+  const files = new Set(['/']);
+  const walk = (dir) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else files.add(`/${relative(DIST, path).split('\\').join('/')}`);
+    }
+  };
+  walk(DIST);
+  return files;
+}
+
+function runNativeCli(paths) {
+  assert.ok(existsSync(CLI), `${CLI} is missing: build it first (cargo build --release)`);
+  let stdout;
+  try {
+    stdout = execFileSync(CLI, ['predict', '--json', ...paths], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  } catch (error) {
+    stdout = error.stdout; // a non-zero exit is expected: one fixture is corrupt
+    if (!stdout) throw error;
+  }
+  const byName = new Map();
+  for (const line of stdout.trim().split('\n')) {
+    const record = JSON.parse(line);
+    byName.set(record.file.split('/').pop(), record);
+  }
+  return byName;
+}
+
+/** Drop files onto the drop zone the way a browser does: one DataTransfer with File objects. */
+async function dropFiles(list) {
+  const files = list.map((f) => ({ name: f.name, type: f.type, base64: readFileSync(f.path).toString('base64') }));
+  const dataTransfer = await page.evaluateHandle((files) => {
+    const transfer = new DataTransfer();
+    for (const { name, type, base64 } of files) {
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      transfer.items.add(new File([bytes], name, { type }));
+    }
+    return transfer;
+  }, files);
+  await page.dispatchEvent('#drop-zone', 'drop', { dataTransfer });
+  await page.waitForFunction(
+    (count) => {
+      const shown = window.skinlens.results();
+      return shown.length === count && shown.every((e) => e.result || e.error);
+    },
+    list.length,
+    { timeout: 120_000 },
+  );
+  return page.evaluate(() => window.skinlens.results());
+}
+
+function assertMatchesNative(name, result) {
+  const expected = native.get(name);
+  assert.ok(expected, `the CLI printed nothing for ${name}`);
+  assert.equal(expected.error, undefined, `the CLI failed on ${name}: ${expected.error}`);
+  const codes = Object.keys(expected.probabilities);
+  assert.deepEqual(Object.keys(result.probabilities).sort(), [...codes].sort(), `${name}: class sets differ`);
+  const sum = Object.values(result.probabilities).reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - 1) < 1e-5, `${name}: probabilities sum to ${sum}`);
+  for (const code of codes) {
+    const difference = Math.abs(result.probabilities[code] - expected.probabilities[code]);
+    assert.ok(difference <= TOLERANCE, `${name}: ${code} page ${result.probabilities[code]} vs CLI ${expected.probabilities[code]} (|Δ| ${difference})`);
+  }
+  assert.equal(result.top, expected.top, `${name}: top class`);
+}
+
+before(async () => {
+  assert.ok(existsSync(join(DIST, 'index.html')), 'dist/ is missing: run ./build.sh first');
+  rmSync(ARTEFACTS, { recursive: true, force: true });
+  mkdirSync(ARTEFACTS, { recursive: true });
+  fixtures = writeFixtures(join(ARTEFACTS, 'fixtures'));
+  native = runNativeCli(fixtures.map((f) => f.path));
+  server = await startServer({ logFile: join(ARTEFACTS, 'server-requests.jsonl') });
+  browser = await launchBrowser();
+  page = browser.page;
+  ready = await openPage(page, server.url);
+});
+
+after(async () => {
+  if (browser) {
+    writeFileSync(join(ARTEFACTS, 'browser-requests.json'), JSON.stringify(browser.requests, null, 1));
+    writeFileSync(join(ARTEFACTS, 'console.log'), browser.consoleLines.join('\n'));
+    await browser.close();
+  }
+  await server?.stop();
+});
+
+test('the page loads the model, says where it runs and that it is not a diagnosis', async () => {
+  assert.equal(ready.backend, 'cpu');
+  assert.equal(await page.textContent('#backend-badge'), 'CPU · wasm SIMD');
+  assert.ok(ready.coldStartMs > 0);
+  assert.deepEqual(ready.classes.map((c) => c.code).sort(), ['akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc']);
+  assert.match(await page.textContent('.disclaimer'), /not a diagnosis — see a clinician/i);
+  assert.ok(await page.isVisible('.disclaimer'));
+  assert.ok(await page.isVisible('#model-card'));
+  // The untrained banner shows exactly when the model file says so.
+  assert.equal(await page.isVisible('#untrained-warning'), ready.untrained);
+  assert.ok(await page.isHidden('#loading'));
+});
+
+test('dropped images get the same probabilities as `skinlens predict`, errors stay per file', async () => {
+  const shown = await dropFiles(fixtures);
+  assert.equal(shown.length, fixtures.length);
+  for (const [i, fixture] of fixtures.entries()) {
+    const entry = shown[i];
+    assert.equal(entry.fileName, fixture.name);
+    if (fixture.expectError) {
+      assert.ok(entry.error, `${fixture.name} should fail`);
+      assert.match(entry.error, /could not be classified/);
+      assert.ok(native.get(fixture.name)?.error, `the CLI should reject ${fixture.name} too`);
+      continue;
+    }
+    assert.ok(entry.result, `${fixture.name}: ${entry.error}`);
+    assertMatchesNative(fixture.name, entry.result);
+    const { timings, backend, ranked, preview, cam } = entry.result;
+    assert.equal(backend, 'cpu');
+    for (const key of ['decode_ms', 'preprocess_ms', 'inference_ms']) assert.ok(timings[key] >= 0, `${key} = ${timings[key]}`);
+    assert.equal(ranked.length, 7);
+    assert.ok(ranked.every((r, j) => j === 0 || ranked[j - 1].probability >= r.probability), 'ranked is sorted');
+    assert.deepEqual([preview.width, preview.height, preview.rgba.length], [224, 224, 224 * 224 * 4]);
+    assert.equal(cam.values.length, cam.width * cam.height);
+  }
+  // The table lists every file, the corrupt one with its message.
+  assert.equal(await page.locator('#batch-table tbody tr').count(), fixtures.length);
+  const corruptRow = page.locator('#batch-table tbody tr', { hasText: 'corrupt.jpg' });
+  assert.match(await corruptRow.textContent(), /could not be classified/);
+  await corruptRow.click();
+  assert.ok(await page.isVisible('#result-error'));
+  assert.match(await page.textContent('#result-error'), /corrupt\.jpg: this image could not be classified/);
+});
+
+test('after a corrupt file the page keeps working, and the automation API answers', async () => {
+  const corrupt = fixtures.find((f) => f.expectError);
+  const real = fixtures.find((f) => f.kind === 'ham10000');
+  const [failed] = await dropFiles([corrupt]);
+  assert.ok(failed.error);
+  assert.ok(await page.isVisible('#result-error'));
+
+  const result = await page.evaluate(async (base64) => {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    return window.skinlens.classify(new Blob([bytes], { type: 'image/jpeg' }));
+  }, readFileSync(real.path).toString('base64'));
+  assertMatchesNative(real.name, result);
+  assert.ok(await page.isHidden('#result-error'));
+  assert.equal(await page.locator('#bars li').count(), 7);
+
+  const rejection = await page.evaluate(() => window.skinlens.classify(new Blob([new Uint8Array(10)])).then(() => null, (e) => e.message));
+  assert.match(rejection ?? '', /could not be classified/);
+  const typeError = await page.evaluate(() => window.skinlens.classify('not a blob').then(() => null, (e) => e.message));
+  assert.match(typeError ?? '', /Blob or File/);
+});
+
+test('one image: full names, malignant flags, activation-map toggle; screenshot', async () => {
+  const real = fixtures.filter((f) => f.kind === 'ham10000');
+  await dropFiles(real);
+  await page.locator('#batch-table tbody tr').first().click();
+  const labels = await page.locator('#bars .bar-label').allTextContents();
+  assert.ok(labels.some((l) => l.startsWith('Melanoma (mel)')), labels.join(' | '));
+  const flagged = await page.locator('#bars li.malignant').evaluateAll((items) => items.map((li) => li.dataset.class).sort());
+  assert.deepEqual(flagged, ['akiec', 'bcc', 'mel']);
+  // Bars are sorted by probability.
+  const values = await page.locator('#bars .bar-track').evaluateAll((tracks) => tracks.map((t) => Number(t.getAttribute('aria-valuenow'))));
+  assert.ok(values.every((v, i) => i === 0 || values[i - 1] >= v));
+  // The preview shows real pixels, not an empty canvas.
+  const previewSpread = await page.evaluate(() => {
+    const data = document.getElementById('preview').getContext('2d').getImageData(0, 0, 224, 224).data;
+    let min = 255, max = 0;
+    for (let i = 0; i < data.length; i += 4) { min = Math.min(min, data[i]); max = Math.max(max, data[i]); }
+    return max - min;
+  });
+  assert.ok(previewSpread > 20, `preview looks blank (red channel spread ${previewSpread})`);
+
+  assert.ok(await page.isVisible('#cam-overlay'));
+  await page.uncheck('#cam-toggle');
+  assert.ok(await page.isHidden('#cam-overlay'));
+  await page.check('#cam-toggle');
+  assert.ok(await page.isVisible('#cam-overlay'));
+
+  await page.screenshot({ path: join(ARTEFACTS, 'page.png'), fullPage: true });
+});
+
+test('several files: CSV download in ISIC 2018 format', async () => {
+  const images = fixtures.filter((f) => !f.expectError);
+  const shown = await dropFiles(images);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#csv-download')]);
+  const csvPath = join(ARTEFACTS, 'results.csv');
+  await download.saveAs(csvPath);
+  const lines = readFileSync(csvPath, 'utf8').trim().split(/\r?\n/);
+  assert.equal(lines[0], 'image,MEL,NV,BCC,AKIEC,BKL,DF,VASC');
+  assert.equal(lines.length, 1 + images.length);
+  for (const [i, line] of lines.slice(1).entries()) {
+    const [image, ...cells] = line.split(',');
+    assert.equal(image, images[i].name.replace(/\.[^.]+$/, ''));
+    const probabilities = shown[i].result.probabilities;
+    ['mel', 'nv', 'bcc', 'akiec', 'bkl', 'df', 'vasc'].forEach((code, c) => {
+      assert.ok(Math.abs(Number(cells[c]) - probabilities[code]) <= 5e-7, `${image} ${code}`);
+    });
+  }
+});
+
+test('an unknown ?backend= is refused with a clear message', async () => {
+  const other = await browser.context.newPage();
+  await other.goto(`${server.url}?backend=quantum`);
+  await other.waitForSelector('#page-error:not([hidden])');
+  assert.match(await other.textContent('#page-error'), /unknown backend "quantum"/);
+  await other.close();
+});
+
+test('offline: the service worker serves page, engine and model with the network gone', async () => {
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.ready;
+  });
+  // The first visit was not controlled; a reload is, and from then on the cache answers.
+  await page.reload();
+  await page.evaluate(() => window.skinlens.ready);
+  assert.ok(await page.evaluate(() => navigator.serviceWorker.controller !== null), 'page is not controlled by the service worker');
+  await browser.context.setOffline(true);
+  try {
+    const offlineReady = await openPage(page, server.url);
+    assert.equal(offlineReady.backend, 'cpu');
+    const real = fixtures.find((f) => f.kind === 'ham10000');
+    const [entry] = await dropFiles([real]);
+    assertMatchesNative(real.name, entry.result);
+  } finally {
+    await browser.context.setOffline(false);
+  }
+});
+
+test('no request leaves the page\'s own assets, and none carries an image', async () => {
+  const assets = siteFiles();
+  const origin = new URL(server.url).origin;
+  assert.ok(browser.requests.length > 0, 'no requests recorded');
+  for (const request of browser.requests) {
+    const url = new URL(request.url);
+    assert.equal(url.origin, origin, `request off the page's origin: ${request.url}`);
+    assert.equal(request.method, 'GET', `${request.method} ${request.url}`);
+    assert.equal(request.bodyBytes, 0, `request with a body: ${request.url}`);
+    assert.ok(assets.has(url.pathname), `not one of the page's assets: ${url.pathname}`);
+  }
+  const seen = server.requests();
+  assert.ok(seen.length > 0, 'the server logged no requests');
+  for (const request of seen) {
+    assert.equal(request.method, 'GET', `${request.method} ${request.path}`);
+    assert.equal(request.bodyBytes, 0, `request with a body: ${request.path}`);
+    assert.ok(assets.has(request.path), `not one of the page's assets: ${request.path}`);
+  }
+  const imageNames = fixtures.map((f) => f.name.replace(/\.[^.]+$/, ''));
+  for (const { url } of browser.requests) {
+    for (const name of imageNames) assert.ok(!url.includes(name), `${url} names an image`);
+  }
+});
