@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Native GPU engine latency (a report, not a test): Vulkan through wgpu, on Mesa lavapipe when
+# the machine has no GPU (`apt-get install -y mesa-vulkan-drivers libvulkan1`). Prints one JSON
+# line and appends it to bench-results/gpu-native.jsonl.
+#   bench/gpu/run.sh [MODEL] [IMAGE]      env: ITERS (20), WARMUP (3)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+mkdir -p bench-results
+cargo run --release -q -p skinlens-gpu --example gpu_bench -- "$@" 2> >(grep -v XDG_RUNTIME_DIR >&2) | tee -a bench-results/gpu-native.jsonl
