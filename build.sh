@@ -55,18 +55,27 @@ step "Compile crates/web for wasm32 + SIMD128 (release)"
 cargo build --release -p skinlens-web --target wasm32-unknown-unknown
 
 step "Bindings and size/speed optimisation"
-rm -rf www/pkg
-wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/skinlens_web.wasm
-# The features rustc enables for wasm32 by default, plus SIMD; every browser with wasm SIMD has them all.
-crates/web/node_modules/.bin/wasm-opt -O3 \
-  --enable-simd --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int \
-  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-  www/pkg/skinlens_web_bg.wasm -o www/pkg/skinlens_web_bg.wasm
+compiled=target/wasm32-unknown-unknown/release/skinlens_web.wasm
+# wasm-opt takes a minute here: redo bindings and optimisation only when the compiled module changed.
+fingerprint="$(sha256sum "$compiled" | cut -d' ' -f1) wasm-bindgen $bindgen_version"
+if [[ -f www/pkg/.fingerprint && "$(cat www/pkg/.fingerprint)" == "$fingerprint" ]]; then
+  echo "www/pkg is up to date"
+else
+  rm -rf www/pkg
+  wasm-bindgen --target web --no-typescript --out-dir www/pkg "$compiled"
+  # The features rustc enables for wasm32 by default, plus SIMD; every browser with wasm SIMD has them all.
+  crates/web/node_modules/.bin/wasm-opt -O3 \
+    --enable-simd --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    www/pkg/skinlens_web_bg.wasm -o www/pkg/skinlens_web_bg.wasm
+  echo "$fingerprint" > www/pkg/.fingerprint
+fi
 
 step "Assemble dist/"
 rm -rf dist
 mkdir -p dist/models
 cp -R www/. dist/
+rm -f dist/pkg/.fingerprint
 cp "$model" dist/models/skinlens.safetensors
 if [[ -f $card ]]; then
   cp "$card" dist/models/skinlens.card.json
