@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { REPO, DIST, startServer, launchBrowser, openPage } from './harness.mjs';
 import { writeFixtures } from './fixtures.mjs';
@@ -123,6 +123,10 @@ test('the page loads the model, says where it runs and that it is not a diagnosi
   // The untrained banner shows exactly when the model file says so.
   assert.equal(await page.isVisible('#untrained-warning'), ready.untrained);
   assert.ok(await page.isHidden('#loading'));
+  // The download reported its progress up to the model's full size.
+  const progress = await page.evaluate(() => ({ value: document.getElementById('model-progress').value, max: document.getElementById('model-progress').max }));
+  assert.equal(progress.max, statSync(join(DIST, 'models/skinlens.safetensors')).size);
+  assert.equal(progress.value, progress.max);
 });
 
 test('dropped images get the same probabilities as `skinlens predict`, errors stay per file', async () => {
@@ -204,6 +208,28 @@ test('one image: full names, malignant flags, activation-map toggle; screenshot'
   assert.ok(await page.isVisible('#cam-overlay'));
 
   await page.screenshot({ path: join(ARTEFACTS, 'page.png'), fullPage: true });
+});
+
+test('the file picker and pasting an image work like a drop', async () => {
+  const [first, second] = fixtures.filter((f) => f.kind === 'ham10000');
+  await page.setInputFiles('#file-input', [first.path, second.path]);
+  await page.waitForFunction(() => {
+    const shown = window.skinlens.results();
+    return shown.length === 2 && shown.every((e) => e.result || e.error);
+  });
+  const picked = await page.evaluate(() => window.skinlens.results());
+  assert.deepEqual(picked.map((e) => e.fileName), [first.name, second.name]);
+  picked.forEach((e) => assertMatchesNative(e.fileName, e.result));
+
+  await page.evaluate(async (base64) => {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const clipboard = new DataTransfer();
+    clipboard.items.add(new File([bytes], 'pasted.jpg', { type: 'image/jpeg' }));
+    document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: clipboard }));
+  }, readFileSync(first.path).toString('base64'));
+  await page.waitForFunction(() => window.skinlens.results()[0]?.fileName === 'pasted.jpg' && window.skinlens.results()[0].result);
+  const [pasted] = await page.evaluate(() => window.skinlens.results());
+  assertMatchesNative(first.name, pasted.result);
 });
 
 test('several files: CSV download in ISIC 2018 format', async () => {
