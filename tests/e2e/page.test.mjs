@@ -297,6 +297,9 @@ test('no request leaves the page\'s own assets, and none carries an image', asyn
     assert.equal(request.bodyBytes, 0, `request with a body: ${request.path}`);
     assert.ok(assets.has(request.path), `not one of the page's assets: ${request.path}`);
   }
+  // Nothing was blocked by the Content-Security-Policy and no script error went unhandled.
+  const problems = browser.consoleLines.filter((line) => /^pageerror|Content Security Policy|Refused to/.test(line));
+  assert.deepEqual(problems, []);
   const imageNames = fixtures.map((f) => f.name.replace(/\.[^.]+$/, ''));
   for (const { url } of browser.requests) {
     for (const name of imageNames) assert.ok(!url.includes(name), `${url} names an image`);
