@@ -73,6 +73,12 @@ impl GpuContext {
         Ok(Self { device, queue, info, faults })
     }
 
+    /// Release the device now. Every later use fails as after a device loss: this is how the
+    /// tests exercise the fallback to the CPU path.
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
     }

@@ -49,11 +49,12 @@ pub struct GpuEngine {
     classes: usize,
     logits: wgpu::Buffer,
     probabilities: wgpu::Buffer,
-    /// Logits then probabilities, mapped once per image.
+    /// Logits, probabilities [, head features], mapped once per image.
     staging: wgpu::Buffer,
     stem: Tap,
     blocks: Vec<Tap>,
     head: Tap,
+    head_shape: FeatureShape,
     pooled: Tap,
     /// Set while an image is in flight: the staging buffer can be mapped only once at a time.
     busy: AtomicBool,
@@ -152,7 +153,8 @@ impl GpuEngine {
         let softmax = Softmax::new(&ctx, &kernels, "softmax", &fc.output, classes, net.metadata.temperature)?;
         dispatches.push(softmax.dispatch().clone());
 
-        let staging = ctx.staging("result", 2 * classes);
+        // Logits, probabilities and, when asked for, the head's features.
+        let staging = ctx.staging("result", 2 * classes + head.output_shape.len());
         Ok(Self {
             input_size: size,
             input,
@@ -164,6 +166,7 @@ impl GpuEngine {
             stem: stem_tap,
             blocks,
             head: Tap { buffer: head.output, len: head.output_shape.len() },
+            head_shape: head.output_shape,
             pooled: Tap { buffer: pool.output, len: head.output_shape.channels },
             busy: AtomicBool::new(false),
             ctx,
@@ -195,6 +198,17 @@ impl GpuEngine {
     /// Normalised NCHW input (`(u8 − 127) / 128`, `[1, 3, S, S]` flattened) → logits and
     /// probabilities.
     pub async fn classify(&self, input: &[f32]) -> Result<GpuOutput> {
+        Ok(self.classify_inner(input, false).await?.0)
+    }
+
+    /// [`classify`](Self::classify), plus the head's feature map (`[C, h, w]` flattened, see
+    /// [`head_shape`](Self::head_shape)) for the class-activation map, read back in the same
+    /// mapping.
+    pub async fn classify_with_features(&self, input: &[f32]) -> Result<(GpuOutput, Vec<f32>)> {
+        self.classify_inner(input, true).await
+    }
+
+    async fn classify_inner(&self, input: &[f32], with_features: bool) -> Result<(GpuOutput, Vec<f32>)> {
         let _busy = self.claim()?;
         self.forward(input).await?;
         let ctx = &self.ctx;
@@ -203,11 +217,23 @@ impl GpuEngine {
         let bytes = (n * 4) as wgpu::BufferAddress;
         encoder.copy_buffer_to_buffer(&self.logits, 0, &self.staging, 0, bytes);
         encoder.copy_buffer_to_buffer(&self.probabilities, 0, &self.staging, bytes, bytes);
+        let mut len = 2 * n;
+        if with_features {
+            let feature_bytes = (self.head.len * 4) as wgpu::BufferAddress;
+            encoder.copy_buffer_to_buffer(&self.head.buffer, 0, &self.staging, 2 * bytes, feature_bytes);
+            len += self.head.len;
+        }
         ctx.queue.submit([encoder.finish()]);
-        let mut values = read_mapped(&ctx.device, &self.staging, 2 * n).await?;
+        let mut values = read_mapped(&ctx.device, &self.staging, len).await?;
         ctx.check_healthy()?;
+        let features = values.split_off(2 * n);
         let probabilities = values.split_off(n);
-        Ok(GpuOutput { logits: values, probabilities })
+        Ok((GpuOutput { logits: values, probabilities }, features))
+    }
+
+    /// `[C, h, w]` of the head's feature map (1280 × 7 × 7 at 224 input).
+    pub fn head_shape(&self) -> FeatureShape {
+        self.head_shape
     }
 
     /// Logits only.

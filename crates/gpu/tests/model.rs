@@ -196,3 +196,32 @@ fn a_wrong_input_length_is_an_error() {
     let err = pollster::block_on(engine(&net).classify(&[0.0; 10])).unwrap_err();
     assert!(err.to_string().contains("expects 150528"), "{err}");
 }
+
+#[test]
+fn head_features_come_back_with_the_probabilities() {
+    let net = network(shared().join("peers/models/effnet_lite0_7cls.safetensors"));
+    let input = reference_tensor("chelsea_input");
+    let model = EfficientNetLite::new(&net).unwrap();
+    let cpu_features = model.features(&nchw(input.clone(), 224)).unwrap();
+    let gpu_engine = engine(&net);
+    let (output, features) = pollster::block_on(gpu_engine.classify_with_features(&input)).unwrap();
+    let shape = gpu_engine.head_shape();
+    assert_eq!([shape.channels, shape.height, shape.width], [1280, 7, 7]);
+    assert_close("head features", &features, &values(&cpu_features));
+    let plain = pollster::block_on(gpu_engine.classify(&input)).unwrap();
+    assert_eq!(plain, output);
+}
+
+/// A lost device must surface as an error the caller can fall back on, never as a panic.
+#[test]
+fn a_destroyed_device_is_an_error() {
+    let net = network(shared().join("peers/models/effnet_lite0_7cls.safetensors"));
+    // A device of its own: destroying the shared one would break the other tests.
+    let ctx = pollster::block_on(skinlens_gpu::GpuContext::new()).expect("a second device");
+    let gpu_engine = pollster::block_on(GpuEngine::with_context(ctx, &net)).unwrap();
+    let input = self_check_input(224);
+    pollster::block_on(gpu_engine.classify(&input)).unwrap();
+    gpu_engine.context().destroy();
+    let err = pollster::block_on(gpu_engine.classify(&input)).unwrap_err();
+    println!("after destroy: {err}");
+}
