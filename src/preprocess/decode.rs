@@ -37,8 +37,14 @@ pub fn decode_rgb8(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Decode(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(Error::UnsupportedFormat("unrecognised file signature".into()));
+    match reader.format() {
+        None => return Err(Error::UnsupportedFormat("unrecognised file signature".into())),
+        // The JPEG decoder fills a truncated image with grey instead of failing; a cut-off
+        // download must not be classified as if it were whole.
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(Error::Decode("the JPEG is truncated (no end-of-image marker)".into()))
+        }
+        Some(_) => {}
     }
     let mut decoder = reader.into_decoder().map_err(map_image_error)?;
     let (width, height) = decoder.dimensions();
@@ -53,6 +59,39 @@ pub fn decode_rgb8(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
     let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
     image.apply_orientation(orientation);
     Ok(to_rgb8(image))
+}
+
+/// Walk the JPEG marker structure to its end-of-image marker. Segments are skipped by their
+/// length (so an EXIF thumbnail's own markers don't count); entropy-coded data is scanned for
+/// the next marker. Bytes after the end-of-image marker are allowed (some cameras append data).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    const EOI: u8 = 0xD9;
+    const SOS: u8 = 0xDA;
+    let mut i = 2; // after SOI
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        match marker {
+            EOI => return true,
+            0xFF => i += 1, // fill byte
+            0x01 | 0xD0..=0xD7 => i += 2, // markers without a length
+            _ => {
+                let Some(len) = bytes.get(i + 2..i + 4).map(|b| usize::from(b[0]) << 8 | usize::from(b[1])) else {
+                    return false;
+                };
+                i += 2 + len;
+                if marker == SOS {
+                    // Entropy-coded data: stuffed 0xFF00 and restart markers belong to it.
+                    while i + 1 < bytes.len() && !(bytes[i] == 0xFF && !matches!(bytes[i + 1], 0x00 | 0xD0..=0xD7)) {
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+    false
 }
 
 fn check_size(width: u32, height: u32, limits: &DecodeLimits) -> Result<()> {

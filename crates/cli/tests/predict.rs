@@ -1,0 +1,138 @@
+//! `skinlens predict` end to end: real images, a batch full of bad ones, and the CSV format.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+
+fn shared_images() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ham10000/fullres_600x450")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("skinlens-predict-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn encode(image: RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    DynamicImage::ImageRgb8(image).write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn skinlens(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_skinlens")).args(args).output().expect("run skinlens")
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+fn a_real_image() -> PathBuf {
+    let mut all: Vec<_> = std::fs::read_dir(shared_images()).expect("../shared beside the project").map(|e| e.unwrap().path()).collect();
+    all.sort();
+    all.remove(0)
+}
+
+#[test]
+fn bad_files_are_named_and_the_rest_completes() {
+    let dir = scratch("bad");
+    let real = std::fs::read(a_real_image()).unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    write("a_zero_bytes.jpg", &[]);
+    write("b_truncated.jpg", &real[..real.len() / 3]);
+    let mut corrupt = real[..64].to_vec();
+    corrupt.extend((0..4096u32).map(|i| (i * 7919 % 251) as u8));
+    write("c_corrupt.jpg", &corrupt);
+    write("d_not_an_image.png", b"just some text pretending to be a PNG");
+    write("e_vector.gif", b"<svg xmlns='http://www.w3.org/2000/svg'/>");
+    write("f_one_pixel.png", &encode(RgbImage::from_pixel(1, 1, Rgb([120, 80, 60])), ImageFormat::Png));
+    write("g_camera_6000x4000.jpg", &encode(RgbImage::from_fn(6000, 4000, |x, y| Rgb([(x / 24) as u8, (y / 16) as u8, 90])), ImageFormat::Jpeg));
+    write("h_real.jpg", &real);
+    // A PNG header declaring 50,000 × 50,000 pixels (7.5 GB of RGB).
+    let mut bomb = encode(RgbImage::from_pixel(1, 1, Rgb([0, 0, 0])), ImageFormat::Png);
+    bomb[16..20].copy_from_slice(&50_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&50_000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    write("i_bomb.png", &bomb);
+
+    let out = skinlens(&["predict", "--json", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "some files failed, so the exit code must say so");
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 9, "one line per file:\n{lines:#?}");
+    let by_name = |name: &str| lines.iter().find(|l| l["file"].as_str().unwrap().ends_with(name)).unwrap();
+    for bad in ["a_zero_bytes.jpg", "b_truncated.jpg", "c_corrupt.jpg", "d_not_an_image.png", "e_vector.gif", "i_bomb.png"] {
+        let reason = by_name(bad)["error"].as_str().unwrap_or_else(|| panic!("{bad} should fail"));
+        assert!(stderr.contains(bad), "stderr names {bad}:\n{stderr}");
+        assert!(!reason.is_empty());
+    }
+    assert!(by_name("a_zero_bytes.jpg")["error"].as_str().unwrap().contains("empty"));
+    assert!(by_name("i_bomb.png")["error"].as_str().unwrap().contains("limit"));
+    for good in ["f_one_pixel.png", "g_camera_6000x4000.jpg", "h_real.jpg"] {
+        let probabilities = by_name(good)["probabilities"].as_object().unwrap_or_else(|| panic!("{good} should work"));
+        let sum: f64 = probabilities.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-5, "{good}: sum {sum}");
+        assert_eq!(probabilities.len(), 7);
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn csv_is_in_isic_2018_order_and_matches_json() {
+    let dir = scratch("csv");
+    let csv_path = dir.join("submission.csv");
+    let image = a_real_image();
+    let out = skinlens(&["predict", "--json", "--csv", csv_path.to_str().unwrap(), image.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = &json_lines(&out.stdout)[0];
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"));
+    let row: Vec<&str> = rows.next().unwrap().split(',').collect();
+    assert_eq!(row[0], Path::new(&image).file_stem().unwrap().to_str().unwrap());
+    for (column, code) in row[1..].iter().zip(["mel", "nv", "bcc", "akiec", "bkl", "df", "vasc"]) {
+        let from_json = json["probabilities"][code].as_f64().unwrap();
+        assert!((column.parse::<f64>().unwrap() - from_json).abs() < 1e-6, "{code}");
+    }
+}
+
+#[test]
+fn ensemble_of_a_model_with_itself_and_tta_stay_normalised() {
+    let image = a_real_image();
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/skinlens.safetensors");
+    let spec_a = format!("{}:0.6", model.display());
+    let spec_b = format!("{}:0.4", model.display());
+    let single = json_lines(&skinlens(&["predict", "--json", image.to_str().unwrap()]).stdout)[0].clone();
+    let pair = json_lines(&skinlens(&["predict", "--json", "--model", &spec_a, "--model", &spec_b, image.to_str().unwrap()]).stdout)[0].clone();
+    for code in ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"] {
+        let (a, b) = (single["probabilities"][code].as_f64().unwrap(), pair["probabilities"][code].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-6, "{code}: a model averaged with itself is itself");
+    }
+    let tta = json_lines(&skinlens(&["predict", "--json", "--tta", image.to_str().unwrap()]).stdout)[0].clone();
+    let sum: f64 = tta["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn a_missing_model_file_is_a_clear_error() {
+    let out = skinlens(&["predict", "--model", "/nonexistent/model.safetensors", a_real_image().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/model.safetensors") && stderr.contains("cannot read"), "{stderr}");
+}
