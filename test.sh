@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every skinlens test, installing what a fresh machine lacks first:
+#   Debian packages  chromium (browser e2e), mesa-vulkan-drivers + libvulkan1 (wgpu on lavapipe)
+#   Rust             the wasm32-unknown-unknown target, wasm-bindgen-cli (via build.sh)
+#   npm              binaryen (wasm-opt), playwright-core (driving the system Chromium)
+# Needs ../shared beside the project (reference tensors, HAM10000 images).
+set -euo pipefail
+cd "$(dirname "$0")"
+step() { printf '\n=== %s\n' "$*"; }
+
+[[ -d ../shared/reference && -d ../shared/data/ham10000 ]] || {
+  echo "test.sh: ../shared (reference tensors and HAM10000 data) must sit beside the project" >&2
+  exit 1
+}
+
+missing=()
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+dpkg -s libvulkan1 >/dev/null 2>&1 || missing+=(libvulkan1)
+if ((${#missing[@]})); then
+  step "apt-get install ${missing[*]}"
+  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_=sudo
+  $sudo_ apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+step "cargo build --release (CLI, examples)"
+cargo build --release --workspace --bins --examples
+
+step "cargo test --release --workspace (core parity, decode, CLI, trainer, GPU kernels on lavapipe)"
+cargo test --release --workspace
+
+step "browser end-to-end tests (builds the page first)"
+tests/e2e/run.sh
+
+echo
+echo "test.sh: all tests passed"
