@@ -9,8 +9,9 @@
 //        {type: 'result', id, result}
 //        {type: 'error', id, message, fatal}     fatal: the engine is broken; start a new worker
 //
-// Backends are modules in ./backends/<id>.js exporting `id`, `label`, `checkSupport()` and
-// `create(modelBytes)`; see ./backends/cpu.js. Model download lives here, shared by all backends.
+// Backends are modules in ./backends/<id>.js exporting `id`, `label`, `checkSupport()`,
+// `initialise()` (compile the engine) and `create(modelBytes)`; see ./backends/cpu.js.
+// Model download lives here, shared by all backends.
 
 let engineReady = null;
 
@@ -31,23 +32,21 @@ async function load({ backend: backendId, modelUrl }) {
   const backend = await import(`./backends/${backendId}.js`);
   const support = await backend.checkSupport();
   if (!support.ok) throw new Error(support.reason);
-  const tModule = performance.now();
-  const modelBytes = await download(modelUrl);
-  const tDownload = performance.now();
-  const engine = await backend.create(modelBytes);
+  // Compiling the engine and downloading the model don't depend on each other: overlap them.
+  const timings = {};
+  const since = (start) => performance.now() - start;
+  const tStart = performance.now();
+  const [, modelBytes] = await Promise.all([
+    backend.initialise().then(() => { timings.engine_init_ms = since(tStart); }),
+    download(modelUrl).then((bytes) => { timings.model_download_ms = since(tStart); return bytes; }),
+  ]);
   const tCreate = performance.now();
+  const engine = await backend.create(modelBytes);
+  timings.model_load_ms = since(tCreate);
   // Warm-up during load: the first real image then runs at full speed.
-  const warmUpMs = engine.warmUp();
-  self.postMessage({
-    type: 'ready',
-    description: engine.describe(),
-    timings: {
-      engine_init_ms: tModule - t0,
-      model_download_ms: tDownload - tModule,
-      model_load_ms: tCreate - tDownload,
-      warm_up_ms: warmUpMs,
-    },
-  });
+  timings.warm_up_ms = await engine.warmUp(); // a promise on the WebGPU backend
+  timings.total_ms = since(t0);
+  self.postMessage({ type: 'ready', description: engine.describe(), timings });
   return engine;
 }
 
@@ -59,7 +58,7 @@ async function classify({ id, image }) {
   }
   try {
     const bytes = new Uint8Array(await image.arrayBuffer());
-    const result = engine.classify(bytes);
+    const result = await engine.classify(bytes);
     self.postMessage({ type: 'result', id, result }, [result.preview.rgba.buffer]);
   } catch (error) {
     // A trap (RuntimeError) means the wasm instance aborted: nothing in it can be trusted now.

@@ -5,7 +5,8 @@
 // ITERS warm runs, wasm / JS / weight sizes raw and gzip, the peer's single-threaded wasm
 // figures from the same go, and the ratios. Writes bench-results/web-<time>.json.
 //
-// env: ITERS (50), WARMUP (5), COLD_RUNS (3), PEER (1 = run ../shared/peers/run.sh), IMAGE.
+// env: ITERS (50), WARMUP (5), COLD_RUNS (3), ROUNDS (3: ours then the peer, alternating),
+//      PEER (1 = run ../shared/peers/run.sh), BACKEND (cpu: the page's ?backend=), IMAGE.
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -17,7 +18,10 @@ import { REPO, DIST, startServer, launchBrowser, openPage } from '../../tests/e2
 const ITERS = Number(process.env.ITERS ?? 50);
 const WARMUP = Number(process.env.WARMUP ?? 5);
 const COLD_RUNS = Number(process.env.COLD_RUNS ?? 3);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const RUN_PEER = (process.env.PEER ?? '1') !== '0';
+// The CPU path is what the peer's single-threaded wasm is compared with.
+const BACKEND = process.env.BACKEND ?? 'cpu';
 const IMAGE = process.env.IMAGE ?? join(REPO, '../shared/data/ham10000/fullres_600x450/ISIC_0024306.jpg');
 
 const median = (xs) => {
@@ -41,7 +45,7 @@ async function coldStart(url) {
   try {
     const t0 = Date.now();
     const ready = await openPage(browser.page, url);
-    return { wallMs: Date.now() - t0, pageMs: ready.coldStartMs, loadTimings: ready.loadTimings, untrained: ready.untrained };
+    return { wallMs: Date.now() - t0, pageMs: ready.coldStartMs, backend: ready.backend, backendLabel: ready.backendLabel, loadTimings: ready.loadTimings, untrained: ready.untrained };
   } finally {
     await browser.close();
   }
@@ -87,43 +91,72 @@ function runPeer() {
     coldInclImportAndFirstMs: ms.coldInclImport + ms.first,
     firstMs: ms.first,
     warmMedianMs: ms.warm?.median,
+    warmMinMs: ms.warm?.min,
     raw: record,
   };
 }
 
-const server = await startServer();
-const report = { startedAt: new Date().toISOString(), image: IMAGE, iters: ITERS, warmup: WARMUP, loadavgAtStart: loadavg().map((x) => round(x, 2)) };
-try {
-  report.sizes = sizes();
+/** One round: COLD_RUNS fresh-profile cold starts, then WARMUP + ITERS classifications. */
+async function measureOurs(url) {
   const colds = [];
-  for (let i = 0; i < COLD_RUNS; i++) colds.push(await coldStart(server.url));
-  report.cold = { runs: colds, medianPageMs: round(median(colds.map((c) => c.pageMs))), medianWallMs: round(median(colds.map((c) => c.wallMs))) };
-  const warm = await warmSeries(server.url);
+  for (let i = 0; i < COLD_RUNS; i++) colds.push(await coldStart(url));
+  const warm = await warmSeries(url);
   const inference = warm.series.map((t) => t.inference_ms);
-  report.userAgent = warm.userAgent;
-  report.warm = {
-    n: inference.length,
-    inferenceMedianMs: round(median(inference), 2),
-    inferenceMinMs: round(Math.min(...inference), 2),
-    inferenceP90Ms: round(quantile(inference, 0.9), 2),
-    decodeMedianMs: round(median(warm.series.map((t) => t.decode_ms)), 2),
-    preprocessMedianMs: round(median(warm.series.map((t) => t.preprocess_ms)), 2),
-    inferenceMs: inference.map((x) => round(x, 2)),
+  return {
+    userAgent: warm.userAgent,
+    cold: { runs: colds, medianPageMs: round(median(colds.map((c) => c.pageMs))), medianWallMs: round(median(colds.map((c) => c.wallMs))) },
+    warm: {
+      n: inference.length,
+      inferenceMedianMs: round(median(inference), 2),
+      inferenceMinMs: round(Math.min(...inference), 2),
+      inferenceP90Ms: round(quantile(inference, 0.9), 2),
+      decodeMedianMs: round(median(warm.series.map((t) => t.decode_ms)), 2),
+      preprocessMedianMs: round(median(warm.series.map((t) => t.preprocess_ms)), 2),
+      inferenceMs: inference.map((x) => round(x, 2)),
+    },
   };
+}
+
+// Ours and the peer alternate, ROUNDS times, so both see the same background load (this
+// machine is shared; one run's median can move by half when another job takes a core).
+const report = { startedAt: new Date().toISOString(), image: IMAGE, iters: ITERS, warmup: WARMUP, roundCount: ROUNDS, sizes: sizes(), rounds: [] };
+const server = await startServer();
+const pageUrl = `${server.url}?backend=${encodeURIComponent(BACKEND)}`;
+try {
+  for (let round_ = 0; round_ < ROUNDS; round_++) {
+    const entry = { loadavgAtStart: loadavg().map((x) => round(x, 2)) };
+    entry.ours = await measureOurs(pageUrl);
+    if (RUN_PEER) entry.peer = runPeer();
+    entry.loadavgAtEnd = loadavg().map((x) => round(x, 2));
+    report.rounds.push(entry);
+    const peer = entry.peer?.ok ? `; peer warm median ${round(entry.peer.warmMedianMs, 2)} min ${round(entry.peer.warmMinMs, 2)}` : '';
+    console.log(`# round ${round_ + 1}: ours warm median ${entry.ours.warm.inferenceMedianMs} min ${entry.ours.warm.inferenceMinMs}, cold ${entry.ours.cold.medianPageMs}${peer} (loadavg ${entry.loadavgAtStart[0]})`);
+  }
 } finally {
   await server.stop();
 }
-report.loadavgAfterOurs = loadavg().map((x) => round(x, 2));
-if (RUN_PEER) {
-  report.peer = runPeer();
-  report.loadavgAfterPeer = loadavg().map((x) => round(x, 2));
-  if (report.peer.ok) {
-    report.ratio = {
-      warmMedian: round(report.warm.inferenceMedianMs / report.peer.warmMedianMs, 2),
-      // open → ready vs import + create + first run: both include one inference.
-      coldLikeForLike: round(report.cold.medianPageMs / report.peer.coldInclImportAndFirstMs, 2),
-    };
-  }
+const rounds = report.rounds;
+report.userAgent = rounds[0].ours.userAgent;
+report.summary = {
+  oursWarmMedianMs: round(median(rounds.map((r) => r.ours.warm.inferenceMedianMs)), 2),
+  oursWarmMinMs: round(Math.min(...rounds.map((r) => r.ours.warm.inferenceMinMs)), 2),
+  oursColdMs: round(median(rounds.map((r) => r.ours.cold.medianPageMs))),
+};
+const peers = rounds.map((r) => r.peer).filter((p) => p?.ok);
+if (peers.length) {
+  Object.assign(report.summary, {
+    peerWarmMedianMs: round(median(peers.map((p) => p.warmMedianMs)), 2),
+    peerWarmMinMs: round(Math.min(...peers.map((p) => p.warmMinMs)), 2),
+    peerColdMs: round(median(peers.map((p) => p.coldMs))),
+    peerColdInclImportAndFirstMs: round(median(peers.map((p) => p.coldInclImportAndFirstMs))),
+  });
+  const s = report.summary;
+  report.ratio = {
+    warmMedian: round(s.oursWarmMedianMs / s.peerWarmMedianMs, 2),
+    warmMin: round(s.oursWarmMinMs / s.peerWarmMinMs, 2),
+    // open → ready vs import + create + first run: both include one inference.
+    coldLikeForLike: round(s.oursColdMs / s.peerColdInclImportAndFirstMs, 2),
+  };
 }
 
 mkdirSync(join(REPO, 'bench-results'), { recursive: true });
@@ -131,17 +164,15 @@ const out = join(REPO, 'bench-results', `web-${report.startedAt.replace(/[:.]/g,
 writeFileSync(out, JSON.stringify(report, null, 1));
 
 const kb = (b) => `${(b / 1024).toFixed(0)} KiB`;
-console.log(`# skinlens page, ${report.userAgent}`);
-console.log(`# cold start (open → ready, fresh profile), median of ${COLD_RUNS}: ${report.cold.medianPageMs} ms in-page, ${report.cold.medianWallMs} ms wall`);
-console.log(`# warm inference_ms over ${report.warm.n} runs: median ${report.warm.inferenceMedianMs}, min ${report.warm.inferenceMinMs}, p90 ${report.warm.inferenceP90Ms} (decode ${report.warm.decodeMedianMs}, preprocess ${report.warm.preprocessMedianMs})`);
-for (const s of report.sizes) console.log(`# ${s.path}: ${kb(s.raw)} raw, ${kb(s.gzip)} gzip`);
-if (report.peer) {
-  if (report.peer.ok) {
-    console.log(`# peer ONNX Runtime Web wasm-1t, same run: cold (fetch+create) ${round(report.peer.coldMs)} ms, import+create+first run ${round(report.peer.coldInclImportAndFirstMs)} ms, warm median ${round(report.peer.warmMedianMs, 2)} ms`);
-    console.log(`# ratio skinlens / ORT Web (below 1 = skinlens faster): warm median ${report.ratio.warmMedian}, cold start ${report.ratio.coldLikeForLike} (ours open→ready vs its import+create+first run)`);
-  } else {
-    console.log(`# peer failed: ${report.peer.error}`);
-  }
+const s = report.summary;
+console.log(`# skinlens page (?backend=${BACKEND}: ${rounds[0].ours.cold.runs[0].backendLabel}), ${report.userAgent}; ${ROUNDS} round(s), medians across rounds`);
+console.log(`# cold start (open → ready, fresh profile; includes wasm compile, model download, one warm-up inference): ${s.oursColdMs} ms`);
+console.log(`# warm inference_ms (${ITERS} runs per round): median ${s.oursWarmMedianMs}, best ${s.oursWarmMinMs}`);
+for (const size of report.sizes) console.log(`# ${size.path}: ${kb(size.raw)} raw, ${kb(size.gzip)} gzip`);
+if (report.ratio) {
+  console.log(`# peer ONNX Runtime Web wasm-1t, same rounds: cold (fetch+create) ${s.peerColdMs} ms, import+create+first run ${s.peerColdInclImportAndFirstMs} ms, warm median ${s.peerWarmMedianMs}, best ${s.peerWarmMinMs}`);
+  console.log(`# ratio skinlens / ORT Web (below 1 = skinlens faster): warm median ${report.ratio.warmMedian}, best ${report.ratio.warmMin}, cold start ${report.ratio.coldLikeForLike} (ours open→ready vs its import+create+first run)`);
+} else if (RUN_PEER) {
+  console.log(`# peer failed: ${rounds.map((r) => r.peer?.error).filter(Boolean).join('; ')}`);
 }
-console.log(`# loadavg start ${report.loadavgAtStart.join(' ')}, after ours ${report.loadavgAfterOurs.join(' ')}${report.loadavgAfterPeer ? `, after peer ${report.loadavgAfterPeer.join(' ')}` : ''}`);
 console.log(`# full report: ${out}`);

@@ -1,5 +1,6 @@
 // The CPU backend: the core classifier compiled to wasm with SIMD128 (crates/web).
-// Runs inside the worker. Interface shared by every backend: id, label, checkSupport(), create().
+// Runs inside the worker. Interface shared by every backend: id, label, checkSupport(),
+// initialise(), create(modelBytes) → {describe, warmUp, classify, diagnose}.
 
 import init, { WasmClassifier, lastPanic } from '../pkg/skinlens_web.js';
 
@@ -29,8 +30,13 @@ export async function checkSupport() {
   return { ok: true };
 }
 
-export async function create(modelBytes) {
+/** Compile and instantiate the engine (streaming from the network, while the model downloads). */
+export async function initialise() {
   await init({ module_or_path: new URL('../pkg/skinlens_web_bg.wasm', import.meta.url) });
+}
+
+/** The engine for one model; `initialise()` must have resolved. */
+export async function create(modelBytes) {
   const classifier = new WasmClassifier(modelBytes);
   return {
     describe: () => classifier.describe(),
