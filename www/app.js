@@ -16,6 +16,14 @@ let entries = [];
 let selected = -1;
 let backendLabel = '';
 
+/** The badge shows the backend the engine actually runs: `auto` picks one, and a GPU can fall back. */
+function showBackend(id, label) {
+  if (!label) return;
+  backendLabel = label;
+  $('backend-badge').textContent = label;
+  $('backend-badge').dataset.backend = id;
+}
+
 function showPageError(message) {
   const box = $('page-error');
   box.textContent = message;
@@ -67,7 +75,7 @@ function showEntry(index) {
   drawActivationMap($('cam-overlay'), result.cam, result.preview.width);
   $('cam-overlay').hidden = !$('cam-toggle').checked;
   renderBars($('bars'), result.ranked);
-  $('timings').textContent = describeTimings(result.timings, backendLabel);
+  $('timings').textContent = describeTimings(result.timings, result.backendLabel ?? backendLabel);
 }
 
 // ---- several results ---------------------------------------------------------------------------
@@ -217,12 +225,14 @@ function start() {
   cardLoaded.then((card) => description || renderCard($('card-fields'), card, null));
   const ready = Promise.all([engine.ready, cardLoaded]).then(([loaded, card]) => {
     description = loaded.description;
+    showBackend(description.backend, description.backendLabel);
     renderCard($('card-fields'), card, description);
     $('untrained-warning').hidden = !description.untrained;
     $('loading').hidden = true;
     document.body.classList.add('ready');
     return {
-      backend,
+      backend: description.backend ?? backend,
+      requestedBackend: backend,
       backendLabel,
       coldStartMs: performance.now(),
       loadTimings: loaded.timings,
@@ -236,6 +246,7 @@ function start() {
     showPageError(`The classifier could not start: ${error.message}`);
   });
   wireInputs();
+  window.addEventListener('skinlens:result', ({ detail }) => showBackend(detail.result?.backend, detail.result?.backendLabel));
 
   window.skinlens = {
     /** Resolves once the model is loaded and warmed up: {backend, backendLabel, coldStartMs, …}. */

@@ -4,8 +4,11 @@
 /** Backends this page can load, by the id used in `?backend=` and in results. */
 export const BACKENDS = {
   cpu: { label: 'CPU · wasm SIMD' },
+  // Our WGSL kernels through wgpu (crates/gpu); `auto` tries them, else the CPU (backends/auto.js).
+  webgpu: { label: 'GPU · WebGPU' },
+  auto: { label: 'WebGPU if available, else CPU' },
 };
-export const DEFAULT_BACKEND = 'cpu';
+export const DEFAULT_BACKEND = 'auto';
 
 /** The backend asked for in the page's query string, or the default. Unknown ids are an error. */
 export function backendFromQuery(search) {

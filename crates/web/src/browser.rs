@@ -16,7 +16,7 @@ extern "C" {
     fn performance_now() -> f64;
 }
 
-struct PerformanceClock;
+pub(crate) struct PerformanceClock;
 
 impl Clock for PerformanceClock {
     fn now_ms(&self) -> f64 {
@@ -111,7 +111,7 @@ impl WasmClassifier {
 }
 
 /// The model's view as `{width, height, rgba}`, ready for `new ImageData(rgba, width, height)`.
-fn preview_object(view: &image::RgbImage) -> Result<JsValue, JsError> {
+pub(crate) fn preview_object(view: &image::RgbImage) -> Result<JsValue, JsError> {
     let mut rgba = Vec::with_capacity(view.as_raw().len() / 3 * 4);
     for px in view.pixels() {
         rgba.extend_from_slice(&[px[0], px[1], px[2], 255]);
@@ -123,12 +123,12 @@ fn preview_object(view: &image::RgbImage) -> Result<JsValue, JsError> {
     Ok(object.into())
 }
 
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+pub(crate) fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
     // Plain objects, not `Map`s: the page and automation scripts index them by key.
     let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
     value.serialize(&serializer).map_err(|e| JsError::new(&format!("internal error: could not build the result: {e}")))
 }
 
-fn js_error(value: JsValue) -> JsError {
+pub(crate) fn js_error(value: JsValue) -> JsError {
     JsError::new(&format!("internal error: {value:?}"))
 }

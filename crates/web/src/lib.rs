@@ -12,3 +12,8 @@ pub use analysis::{analyse, warm_up, Analysis, Clock, BACKEND_ID, BACKEND_LABEL}
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
+
+// The WebGPU backend: the session logic (native-testable) and its JS wrapper.
+pub mod gpu_session;
+#[cfg(target_arch = "wasm32")]
+mod gpu_browser;

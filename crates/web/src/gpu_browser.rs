@@ -1,0 +1,98 @@
+//! The JavaScript-facing WebGPU backend (wasm32 only): [`GpuSession`] behind promises.
+//!
+//! `WasmGpuClassifier.create(modelBytes, strict)` → `warmUp()` → `classify(imageBytes)`, each
+//! returning a promise. Results have the CPU classifier's shape (see `browser.rs`) plus
+//! `backendLabel` and, after a fallback, `fallbackReason`. Calls must not overlap; the page's
+//! `backends/webgpu.js` queues them.
+
+use std::rc::Rc;
+
+use js_sys::{Promise, Reflect};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::analysis::ClassLabel;
+use crate::browser::{js_error, preview_object, to_js, PerformanceClock};
+use crate::gpu_session::GpuSession;
+
+#[wasm_bindgen]
+pub struct WasmGpuClassifier {
+    session: Rc<GpuSession>,
+}
+
+#[wasm_bindgen]
+impl WasmGpuClassifier {
+    /// Load the model, start WebGPU and self-check it against the CPU path. With `strict`
+    /// (`?backend=webgpu`) a GPU that cannot be used rejects; otherwise the classifier runs on
+    /// the CPU and `describe().backendLabel` says why.
+    pub async fn create(model_bytes: Vec<u8>, strict: bool) -> Result<WasmGpuClassifier, JsError> {
+        let session = GpuSession::start(&model_bytes, strict).await.map_err(|e| JsError::new(&e))?;
+        Ok(Self { session: Rc::new(session) })
+    }
+
+    /// As the CPU classifier's `describe()`, with the backend actually in use.
+    pub fn describe(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Description<'a> {
+            backend: &'static str,
+            backend_label: String,
+            fallback_reason: Option<String>,
+            classes: Vec<ClassLabel>,
+            untrained: bool,
+            temperature: f32,
+            input_size: u32,
+            metadata: &'a std::collections::HashMap<String, String>,
+        }
+        let classifier = self.session.classifier();
+        let metadata = classifier.metadata();
+        to_js(&Description {
+            backend: self.session.backend(),
+            backend_label: self.session.backend_label(),
+            fallback_reason: self.session.fallback_reason(),
+            classes: metadata.classes.iter().map(|c| ClassLabel::of(c)).collect(),
+            untrained: metadata.untrained,
+            temperature: metadata.temperature,
+            input_size: classifier.input_size(),
+            metadata: &metadata.raw,
+        })
+    }
+
+    /// Promise of the warm-up's duration in ms.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub fn warm_up(&self) -> Promise {
+        let session = Rc::clone(&self.session);
+        future_to_promise(async move {
+            let ms = session.warm_up(&PerformanceClock).await.map_err(|e| JsValue::from(JsError::new(&e)))?;
+            Ok(JsValue::from_f64(ms))
+        })
+    }
+
+    /// Promise of the result object for `image_bytes`.
+    pub fn classify(&self, image_bytes: Vec<u8>) -> Promise {
+        let session = Rc::clone(&self.session);
+        future_to_promise(async move {
+            let analysis = session
+                .analyse(&image_bytes, &PerformanceClock)
+                .await
+                .map_err(|e| JsValue::from(JsError::new(&format!("this image could not be classified: {e}"))))?;
+            let result = to_js(&analysis).map_err(JsValue::from)?;
+            let preview = preview_object(&analysis.model_view).map_err(JsValue::from)?;
+            let set = |key: &str, value: &JsValue| Reflect::set(&result, &key.into(), value).map_err(|e| JsValue::from(js_error(e)));
+            set("preview", &preview)?;
+            set("backendLabel", &session.backend_label().into())?;
+            if let Some(reason) = session.fallback_reason() {
+                set("fallbackReason", &reason.into())?;
+            }
+            Ok(result)
+        })
+    }
+
+    /// Release the GPU device as a device loss would: the next image falls back to the CPU.
+    /// For fault drills and tests.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) {
+        self.session.lose_device();
+    }
+}

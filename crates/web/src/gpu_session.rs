@@ -1,0 +1,200 @@
+//! The WebGPU backend in plain Rust (no JS types), so its choices can be tested natively:
+//! start the GPU engine, self-check it against the CPU path on a built-in input, classify on
+//! the GPU, and fall back to the CPU path — for the image in hand too — the moment the GPU
+//! fails. The CPU classifier is always loaded: it runs the self-check and is the fallback.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use candle_core::{Device, Tensor};
+use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits};
+use skinlens_core::{Classification, Classifier, FoldedNetwork};
+use skinlens_gpu::{self_check_input, GpuEngine};
+
+use crate::analysis::{self, ActivationMap, Analysis, ByClass, ClassLabel, Clock, RankedClass, Timings};
+
+/// Identifies results computed on the GPU; the page's backend registry uses the same id.
+pub const GPU_BACKEND_ID: &str = "webgpu";
+
+/// Largest probability difference the start-up self-check accepts between GPU and CPU.
+pub const SELF_CHECK_TOLERANCE: f32 = 1e-4;
+
+/// A loaded model with the GPU engine when it works, and the CPU classifier always.
+pub struct GpuSession {
+    classifier: Classifier,
+    /// `None` once the GPU is unavailable or has failed; never taken back.
+    gpu: RefCell<Option<Rc<GpuEngine>>>,
+    adapter: String,
+    /// Why the CPU path answers, when it does.
+    fallback: RefCell<Option<String>>,
+}
+
+impl GpuSession {
+    /// Load `model_bytes` on the CPU, then try the GPU. With `strict`, a GPU that cannot be used
+    /// is an error (`?backend=webgpu`); without, the session runs on the CPU and says why.
+    pub async fn start(model_bytes: &[u8], strict: bool) -> Result<Self, String> {
+        let net = FoldedNetwork::from_safetensors(model_bytes).map_err(|e| format!("the model could not be loaded: {e}"))?;
+        let classifier = Classifier::from_network(&net).map_err(|e| format!("the model could not be loaded: {e}"))?;
+        let gpu = Self::start_gpu(&net, &classifier).await;
+        let (gpu, adapter, fallback) = match gpu {
+            Ok((engine, adapter)) => (Some(Rc::new(engine)), adapter, None),
+            Err(reason) if strict => return Err(format!("WebGPU unavailable: {reason}")),
+            Err(reason) => (None, String::new(), Some(reason)),
+        };
+        Ok(Self { classifier, gpu: RefCell::new(gpu), adapter, fallback: RefCell::new(fallback) })
+    }
+
+    async fn start_gpu(net: &FoldedNetwork, classifier: &Classifier) -> Result<(GpuEngine, String), String> {
+        let engine = GpuEngine::new(net).await.map_err(|e| e.to_string())?;
+        let adapter = engine.context().adapter_name();
+        let diff = self_check(&engine, classifier).await?;
+        // Written so that NaN fails too.
+        if !(diff <= SELF_CHECK_TOLERANCE) {
+            return Err(format!(
+                "the self-check on {adapter} disagreed with the CPU path (max |Δp| = {diff:.1e}, allowed {SELF_CHECK_TOLERANCE:.0e})"
+            ));
+        }
+        Ok((engine, adapter))
+    }
+
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// `"webgpu"` while the GPU answers, `"cpu"` after a fallback.
+    pub fn backend(&self) -> &'static str {
+        if self.gpu.borrow().is_some() {
+            GPU_BACKEND_ID
+        } else {
+            analysis::BACKEND_ID
+        }
+    }
+
+    /// What the page's badge says: `GPU · WebGPU (adapter)` or `CPU · wasm SIMD — WebGPU unavailable: reason`.
+    pub fn backend_label(&self) -> String {
+        match &*self.fallback.borrow() {
+            None => format!("GPU · WebGPU ({})", self.adapter),
+            Some(reason) => format!("{} — WebGPU unavailable: {reason}", analysis::BACKEND_LABEL),
+        }
+    }
+
+    /// Why the CPU answers, if it does.
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.fallback.borrow().clone()
+    }
+
+    fn engine(&self) -> Option<Rc<GpuEngine>> {
+        self.gpu.borrow().clone()
+    }
+
+    fn fall_back(&self, reason: String) {
+        self.gpu.borrow_mut().take();
+        self.fallback.borrow_mut().get_or_insert(reason);
+    }
+
+    /// One pass on a flat grey image so that the first real image does not pay for pipeline
+    /// compilation (the browser compiles on first use). Returns how long it took.
+    pub async fn warm_up(&self, clock: &impl Clock) -> Result<f64, String> {
+        let Some(engine) = self.engine() else {
+            return analysis::warm_up(&self.classifier, clock).map_err(|e| format!("warm-up failed: {e}"));
+        };
+        let input = vec![skinlens_core::preprocess::normalise_u8(127); engine.input_len()];
+        let t0 = clock.now_ms();
+        if let Err(e) = engine.classify(&input).await {
+            self.fall_back(format!("the GPU failed while warming up: {e}"));
+            return analysis::warm_up(&self.classifier, clock).map_err(|e| format!("warm-up failed: {e}"));
+        }
+        Ok(clock.now_ms() - t0)
+    }
+
+    /// Decode, frame, classify and explain `bytes`: on the GPU while it works, else on the CPU.
+    pub async fn analyse(&self, bytes: &[u8], clock: &impl Clock) -> skinlens_core::Result<Analysis> {
+        let Some(engine) = self.engine() else {
+            return analysis::analyse(&self.classifier, bytes, clock);
+        };
+        match analyse_on_gpu(&engine, &self.classifier, bytes, clock).await? {
+            Ok(analysis) => Ok(analysis),
+            Err(gpu_error) => {
+                // This image is answered by the CPU path, and so is every later one.
+                self.fall_back(format!("the GPU failed during this session: {gpu_error}"));
+                analysis::analyse(&self.classifier, bytes, clock)
+            }
+        }
+    }
+
+    /// Release the GPU device, as a device loss would (tests and the page's fault drill).
+    pub fn lose_device(&self) {
+        if let Some(engine) = self.engine() {
+            engine.context().destroy();
+        }
+    }
+}
+
+/// Max |Δp| between the engines on the built-in input.
+async fn self_check(engine: &GpuEngine, classifier: &Classifier) -> Result<f32, String> {
+    let size = engine.input_size();
+    let input = self_check_input(size);
+    let tensor = Tensor::from_vec(input.clone(), (1, 3, size, size), &Device::Cpu).map_err(|e| e.to_string())?;
+    let cpu = classifier.classify_tensor(&tensor).map_err(|e| format!("CPU self-check failed: {e}"))?;
+    let cpu = cpu.first().ok_or("CPU self-check gave no result")?;
+    let gpu = engine.classify(&input).await.map_err(|e| e.to_string())?;
+    if gpu.probabilities.len() != cpu.probabilities.len() {
+        return Err("the GPU returned a different number of classes".into());
+    }
+    Ok(gpu.probabilities.iter().zip(&cpu.probabilities).fold(0f32, |m, (g, c)| {
+        let d = (g - c).abs();
+        if d.is_nan() { f32::NAN } else { m.max(d) }
+    }))
+}
+
+/// The GPU's analysis of one image. The outer `Result` is about the image (it cannot be
+/// decoded: no point in retrying on the CPU); the inner one is about the GPU.
+async fn analyse_on_gpu(
+    engine: &GpuEngine,
+    classifier: &Classifier,
+    bytes: &[u8],
+    clock: &impl Clock,
+) -> skinlens_core::Result<Result<Analysis, skinlens_gpu::GpuError>> {
+    let t0 = clock.now_ms();
+    let decoded = decode_rgb8(bytes, &DecodeLimits::default())?;
+    let t1 = clock.now_ms();
+    let prepared = prepare_decoded(&decoded, classifier.input_size());
+    drop(decoded);
+    let input = classifier.input(&prepared)?.flatten_all()?.to_vec1::<f32>()?;
+    let t2 = clock.now_ms();
+    let (output, features) = match engine.classify_with_features(&input).await {
+        Ok(result) => result,
+        Err(e) => return Ok(Err(e)),
+    };
+    let t3 = clock.now_ms();
+    let classification = Classification {
+        classes: classifier.metadata().classes.clone(),
+        probabilities: output.probabilities,
+        logits: output.logits,
+    };
+    let top = classification.top();
+    let shape = engine.head_shape();
+    let features = Tensor::from_vec(features, (1, shape.channels, shape.height, shape.width), &Device::Cpu)?;
+    let map = classifier.model().class_activation_map(&features, top)?;
+    let (height, width) = map.dims2()?;
+    let cam = ActivationMap { class: classification.classes[top].clone(), width, height, values: map.flatten_all()?.to_vec1()? };
+    let t4 = clock.now_ms();
+
+    let by_class = |values: &[f32]| ByClass(classification.classes.iter().cloned().zip(values.iter().copied()).collect());
+    Ok(Ok(Analysis {
+        probabilities: by_class(&classification.probabilities),
+        top: classification.classes[top].clone(),
+        backend: GPU_BACKEND_ID,
+        timings: Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 },
+        ranked: classification
+            .ranked()
+            .into_iter()
+            .map(|(code, probability)| RankedClass { label: ClassLabel::of(code), probability })
+            .collect(),
+        logits: by_class(&classification.logits),
+        original_width: prepared.original_width,
+        original_height: prepared.original_height,
+        cam,
+        model_view: prepared.model_view,
+    }))
+}
