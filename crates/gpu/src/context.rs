@@ -83,7 +83,8 @@ impl GpuContext {
         &self.info
     }
 
-    /// A short human-readable adapter name, e.g. for the page's backend badge.
+    /// A short human-readable adapter name, e.g. for the page's backend badge. Browsers may
+    /// withhold the name; then it says whether the adapter is a software fallback.
     pub fn adapter_name(&self) -> String {
         let info = &self.info;
         let mut parts: Vec<&str> = [info.name.as_str(), info.driver.as_str()]
@@ -91,10 +92,10 @@ impl GpuContext {
             .filter(|s| !s.is_empty())
             .collect();
         parts.dedup();
-        if parts.is_empty() {
-            format!("{:?} adapter", info.backend)
-        } else {
-            parts.join(", ")
+        match (parts.is_empty(), info.device_type) {
+            (false, _) => parts.join(", "),
+            (true, wgpu::DeviceType::Cpu) => "software fallback adapter".into(),
+            (true, _) => "unnamed adapter".into(),
         }
     }
 
