@@ -1,9 +1,13 @@
 //! `skinlens`: classify dermoscopy images, and train, evaluate and export the model behind it.
 
+mod data;
 mod ensemble;
 mod inputs;
+mod metrics;
 mod model_file;
+mod plots;
 mod predict;
+mod train;
 
 use std::process::ExitCode;
 
@@ -20,12 +24,15 @@ struct Cli {
 enum Command {
     /// Classify images (files or folders) and print each one's classes by probability.
     Predict(predict::PredictArgs),
+    /// Fine-tune EfficientNet-Lite0 on HAM10000 (lesion-grouped split, resumable).
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Predict(args) => predict::run(args),
+        Command::Train(args) => train::run(args).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

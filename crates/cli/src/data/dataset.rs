@@ -1,0 +1,87 @@
+//! Where labelled images come from, as command-line options shared by `train` and `evaluate`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use super::records::{first_image_per_lesion, read_ham_metadata, read_isic_ground_truth, Record, Skips};
+
+#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DataArgs {
+    /// HAM10000 folder: HAM10000_metadata.csv plus images (images_224/, images_200x150/, or the
+    /// images themselves, e.g. the official HAM10000_images_part_1/2 given with --images).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Metadata CSV (lesion_id,image_id,dx,…). Default: DATA/HAM10000_metadata.csv.
+    #[arg(long, value_name = "CSV")]
+    pub metadata: Option<PathBuf>,
+    /// ISIC 2018 Task 3 one-hot ground truth (image,MEL,NV,…) instead of the metadata; with
+    /// --metadata as well, lesion ids come from the metadata.
+    #[arg(long, value_name = "CSV")]
+    pub ground_truth: Option<PathBuf>,
+    /// More image folders (searched after DATA; images_224/ anywhere is preferred).
+    #[arg(long = "images", value_name = "DIR")]
+    pub image_dirs: Vec<PathBuf>,
+    /// Keep only the first image of each lesion (the origin write-up's choice).
+    #[arg(long)]
+    pub first_image_per_lesion: bool,
+    /// Use at most this many lesions per class (seeded choice): small runs and tests.
+    #[arg(long, value_name = "N")]
+    pub max_lesions_per_class: Option<usize>,
+}
+
+impl DataArgs {
+    pub fn roots(&self) -> Vec<PathBuf> {
+        self.data.iter().cloned().chain(self.image_dirs.iter().cloned()).collect()
+    }
+
+    /// The labelled records, after the options above, and what was skipped.
+    pub fn records(&self, classes: &[String], seed: u64) -> Result<(Vec<Record>, Skips)> {
+        let metadata = self.metadata.clone().or_else(|| self.data.as_ref().map(|d| d.join("HAM10000_metadata.csv")));
+        let (mut records, skips) = match (&self.ground_truth, metadata) {
+            (Some(gt), meta) => {
+                let mut records = read_isic_ground_truth(gt, classes)?;
+                if let Some(meta) = meta.filter(|m| m.is_file()) {
+                    let (lesions, _) = read_ham_metadata(&meta, classes)?;
+                    let by_image: BTreeMap<&str, &str> = lesions.iter().map(|r| (r.image_id.as_str(), r.lesion_id.as_str())).collect();
+                    for r in &mut records {
+                        if let Some(l) = by_image.get(r.image_id.as_str()) {
+                            r.lesion_id = l.to_string();
+                        }
+                    }
+                }
+                (records, Skips::default())
+            }
+            (None, Some(meta)) => read_ham_metadata(&meta, classes)?,
+            (None, None) => bail!("say where the data is: --data DIR (HAM10000 folder), --metadata CSV or --ground-truth CSV"),
+        };
+        if self.first_image_per_lesion {
+            records = first_image_per_lesion(&records);
+        }
+        if let Some(limit) = self.max_lesions_per_class {
+            records = limit_lesions(&records, classes.len(), limit, seed);
+        }
+        Ok((records, skips))
+    }
+}
+
+/// At most `limit` lesions of each class, chosen by a seeded shuffle of the lesion ids.
+fn limit_lesions(records: &[Record], num_classes: usize, limit: usize, seed: u64) -> Vec<Record> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut lesions: Vec<Vec<&str>> = vec![Vec::new(); num_classes];
+    let mut seen = std::collections::BTreeSet::new();
+    for r in records {
+        if seen.insert(r.lesion_id.as_str()) {
+            lesions[r.label].push(&r.lesion_id);
+        }
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x11_1111);
+    let mut keep = std::collections::HashSet::new();
+    for class in &mut lesions {
+        class.shuffle(&mut rng);
+        keep.extend(class.iter().take(limit).copied());
+    }
+    records.iter().filter(|r| keep.contains(r.lesion_id.as_str())).cloned().collect()
+}

@@ -1,0 +1,3 @@
+//! Evaluation: ISIC 2018 metrics, calibration, bootstrap confidence intervals.
+
+pub mod classification;
