@@ -262,6 +262,33 @@ test('an unknown ?backend= is refused with a clear message', async () => {
   await other.close();
 });
 
+test('an engine that cannot start says so, and a browser without wasm SIMD is told why', async () => {
+  const fresh = await launchBrowser(); // no service worker yet, so the routed failure is real
+  try {
+    await fresh.context.route('**/pkg/skinlens_web_bg.wasm', (route) => route.fulfill({ status: 404, body: 'gone' }));
+    await fresh.page.goto(server.url);
+    await fresh.page.waitForSelector('#page-error:not([hidden])', { timeout: 60_000 });
+    assert.match(await fresh.page.textContent('#page-error'), /^The classifier could not start: the engine could not be downloaded \(\/pkg\/skinlens_web_bg.wasm: HTTP 404\)/);
+    assert.ok(await fresh.page.isHidden('#loading'));
+    const rejected = await fresh.page.evaluate(() => window.skinlens.ready.then(() => null, (e) => e.message));
+    assert.ok(rejected, 'ready should reject');
+
+    // WebAssembly SIMD cannot be switched off in Chromium, so stand in for such a browser by
+    // making WebAssembly.validate refuse: the backend's own check must then explain itself.
+    const verdicts = await fresh.page.evaluate(async () => {
+      const cpu = await import('./backends/cpu.js');
+      const withSimd = await cpu.checkSupport();
+      WebAssembly.validate = () => false;
+      return { withSimd, withoutSimd: await cpu.checkSupport() };
+    });
+    assert.deepEqual(verdicts.withSimd, { ok: true });
+    assert.equal(verdicts.withoutSimd.ok, false);
+    assert.match(verdicts.withoutSimd.reason, /does not support WebAssembly SIMD/);
+  } finally {
+    await fresh.close();
+  }
+});
+
 test('offline: the service worker serves page, engine and model with the network gone', async () => {
   await page.evaluate(async () => {
     await navigator.serviceWorker.ready;

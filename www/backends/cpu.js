@@ -32,7 +32,16 @@ export async function checkSupport() {
 
 /** Compile and instantiate the engine (streaming from the network, while the model downloads). */
 export async function initialise() {
-  await init({ module_or_path: new URL('../pkg/skinlens_web_bg.wasm', import.meta.url) });
+  const url = new URL('../pkg/skinlens_web_bg.wasm', import.meta.url);
+  // Fetched here rather than by init() so that a missing file reads as such, not as a
+  // "CompileError: expected magic word" about whatever error page came back instead.
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`the engine could not be downloaded (${url.pathname}: HTTP ${response.status})`);
+  try {
+    await init({ module_or_path: response });
+  } catch (error) {
+    throw new Error(`the engine (${url.pathname}) could not be started: ${error.message}`);
+  }
 }
 
 /** The engine for one model; `initialise()` must have resolved. */
