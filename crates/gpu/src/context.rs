@@ -73,6 +73,15 @@ impl GpuContext {
         Ok(Self { device, queue, info, faults })
     }
 
+    /// Block until the GPU has finished all submitted work (native only: the browser polls by
+    /// itself and cannot block). For profiling.
+    pub fn wait_idle(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Run(e.to_string()))
+    }
+
     /// Release the device now. Every later use fails as after a device loss: this is how the
     /// tests exercise the fallback to the CPU path.
     pub fn destroy(&self) {

@@ -190,6 +190,20 @@ impl GpuEngine {
         self.classes
     }
 
+    /// Every kernel launch of one image, in order (for profiling; see examples/gpu_profile.rs).
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
+
+    /// Upload one image's input without running anything (for profiling single dispatches).
+    pub fn write_input(&self, input: &[f32]) -> Result<()> {
+        if input.len() != self.input_len() {
+            return Err(GpuError::InputLength { found: input.len(), expected: self.input_len(), size: self.input_size });
+        }
+        self.ctx.write(&self.input, input);
+        Ok(())
+    }
+
     /// How many kernel launches one image takes.
     pub fn num_dispatches(&self) -> usize {
         self.dispatches.len()

@@ -1,6 +1,7 @@
 //! Every GPU kernel against the CPU layer it replaces (skinlens-core's `nn`), on random
 //! shapes chosen to hit the edges: odd sizes, sizes below and just above the tile sizes,
-//! 1×1 images, stride 1 and 2, kernels 3 and 5, with and without ReLU6.
+//! 1×1 images, stride 1 and 2, kernels 3 and 5 (and 1 and 7 for the generic pipelines), with and
+//! without ReLU6.
 
 mod common;
 
@@ -36,6 +37,7 @@ fn dense_conv_matches_cpu() {
         (4, 6, 11, 3, 5, 2),
         (1, 1, 1, 2, 3, 2),
         (3, 5, 5, 7, 3, 1),
+        (2, 9, 8, 3, 7, 2), // no specialised pipeline for k = 7: the generic one
     ];
     for (c_in, h, w, c_out, k, s) in cases {
         let x = activations_like(&[1, c_in, h, w]);
@@ -67,6 +69,8 @@ fn depthwise_conv_matches_cpu() {
         (4, 9, 10, 5, 2),
         (2, 1, 1, 5, 2),
         (1, 2, 3, 3, 1),
+        (3, 9, 11, 7, 2), // no specialised pipeline for k = 7: the generic one
+        (2, 6, 5, 1, 1),
     ];
     for (c, h, w, k, s) in cases {
         let x = activations_like(&[1, c, h, w]);

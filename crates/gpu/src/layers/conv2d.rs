@@ -66,7 +66,7 @@ impl Conv2dSame {
             &output,
         ];
         let groups = linear_grid(ctx, label, output_shape.len(), 64)?;
-        let dispatch = Dispatch::new(ctx, label, &kernels.conv2d, &buffers, groups);
+        let dispatch = Dispatch::new(ctx, label, kernels.conv2d.for_kernel(k), &buffers, groups);
         Ok(Self { output, output_shape, dispatch })
     }
 

@@ -1,6 +1,10 @@
 // Dense k×k convolution with TensorFlow 'SAME' padding, folded bias and optional ReLU6
 // (the stem: 3 → 32 channels, 3×3, stride 2). One invocation per output value; the input
 // has few channels, so the k·k·C_in loop is short.
+//
+// KERNEL is a pipeline constant (3 and 5 get pipelines of their own, 0 = read `params.kernel`)
+// so the tap loops have fixed bounds and unroll; taps outside the image read a clamped address
+// and are masked to zero instead of branching, which keeps neighbouring invocations in step.
 
 struct Params {
     in_channels: u32,
@@ -16,6 +20,8 @@ struct Params {
     relu6: u32,
     _unused: u32,
 }
+
+override KERNEL: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
@@ -35,24 +41,24 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
     let oc = index / plane;
     let oy = (index % plane) / params.out_width;
     let ox = index % params.out_width;
-    let k = params.kernel;
+    let k = select(params.kernel, KERNEL, KERNEL != 0u);
+    // Unsigned wrap-around: a row or column before the image becomes huge and fails the same
+    // `<` test as one past its end.
+    let y0 = oy * params.stride - params.pad_top;
+    let x0 = ox * params.stride - params.pad_left;
 
     var sum = bias[oc];
     for (var ic = 0u; ic < params.in_channels; ic++) {
+        let input_plane = ic * params.in_height;
+        let taps = (oc * params.in_channels + ic) * k * k;
         for (var ky = 0u; ky < k; ky++) {
-            // Unsigned wrap-around makes rows above the image huge, so one comparison
-            // rejects both the top and the bottom padding.
-            let iy = oy * params.stride + ky - params.pad_top;
-            if (iy >= params.in_height) {
-                continue;
-            }
+            let iy = y0 + ky;
+            let row = (input_plane + min(iy, params.in_height - 1u)) * params.in_width;
             for (var kx = 0u; kx < k; kx++) {
-                let ix = ox * params.stride + kx - params.pad_left;
-                if (ix >= params.in_width) {
-                    continue;
-                }
-                let x = input[(ic * params.in_height + iy) * params.in_width + ix];
-                sum += weight[((oc * params.in_channels + ic) * k + ky) * k + kx] * x;
+                let ix = x0 + kx;
+                let x = input[row + min(ix, params.in_width - 1u)];
+                let inside = iy < params.in_height && ix < params.in_width;
+                sum += weight[taps + ky * k + kx] * select(0.0, x, inside);
             }
         }
     }

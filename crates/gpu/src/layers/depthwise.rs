@@ -55,7 +55,7 @@ impl DepthwiseConv2d {
             &output,
         ];
         let groups = linear_grid(ctx, label, output_shape.len(), 64)?;
-        let dispatch = Dispatch::new(ctx, label, &kernels.depthwise, &buffers, groups);
+        let dispatch = Dispatch::new(ctx, label, kernels.depthwise.for_kernel(k), &buffers, groups);
         Ok(Self { output, output_shape, dispatch })
     }
 

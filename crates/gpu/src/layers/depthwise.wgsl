@@ -1,6 +1,10 @@
 // Depthwise k×k convolution (one filter per channel), stride 1 or 2, TensorFlow 'SAME'
 // padding (stride 2 puts the extra row/column at the bottom/right), folded bias and optional
 // ReLU6. One invocation per output value.
+//
+// KERNEL is a pipeline constant (3 and 5 get pipelines of their own, 0 = read `params.kernel`)
+// so the tap loops have fixed bounds and unroll; taps outside the image read a clamped address
+// and are masked to zero instead of branching, which keeps neighbouring invocations in step.
 
 struct Params {
     channels: u32,
@@ -16,6 +20,8 @@ struct Params {
     _unused0: u32,
     _unused1: u32,
 }
+
+override KERNEL: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
@@ -34,25 +40,23 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
     let c = index / plane;
     let oy = (index % plane) / params.out_width;
     let ox = index % params.out_width;
-    let k = params.kernel;
+    let k = select(params.kernel, KERNEL, KERNEL != 0u);
     let input_plane = c * params.in_height * params.in_width;
     let taps = c * k * k;
+    // Unsigned wrap-around: a row or column before the image becomes huge and fails the same
+    // `<` test as one past its end.
+    let y0 = oy * params.stride - params.pad_top;
+    let x0 = ox * params.stride - params.pad_left;
 
     var sum = bias[c];
     for (var ky = 0u; ky < k; ky++) {
-        // Unsigned wrap-around: a row above the image becomes huge and fails the same test
-        // as a row below it.
-        let iy = oy * params.stride + ky - params.pad_top;
-        if (iy >= params.in_height) {
-            continue;
-        }
-        let row = input_plane + iy * params.in_width;
+        let iy = y0 + ky;
+        let row = input_plane + min(iy, params.in_height - 1u) * params.in_width;
         for (var kx = 0u; kx < k; kx++) {
-            let ix = ox * params.stride + kx - params.pad_left;
-            if (ix >= params.in_width) {
-                continue;
-            }
-            sum += weight[taps + ky * k + kx] * input[row + ix];
+            let ix = x0 + kx;
+            let x = input[row + min(ix, params.in_width - 1u)];
+            let inside = iy < params.in_height && ix < params.in_width;
+            sum += weight[taps + ky * k + kx] * select(0.0, x, inside);
         }
     }
     if (params.relu6 != 0u) {

@@ -49,8 +49,8 @@ impl FeatureShape {
 /// The compute pipelines, compiled once per device and shared by every layer that uses them.
 #[derive(Debug, Clone)]
 pub struct Kernels {
-    pub(crate) conv2d: wgpu::ComputePipeline,
-    pub(crate) depthwise: wgpu::ComputePipeline,
+    pub(crate) conv2d: BySize,
+    pub(crate) depthwise: BySize,
     pub(crate) pointwise: wgpu::ComputePipeline,
     pub(crate) residual_add: wgpu::ComputePipeline,
     pub(crate) global_avg_pool: wgpu::ComputePipeline,
@@ -64,8 +64,8 @@ impl Kernels {
     pub fn new(ctx: &crate::GpuContext) -> Self {
         let device = &ctx.device;
         Self {
-            conv2d: compile(device, wgpu::include_wgsl!("conv2d.wgsl")),
-            depthwise: compile(device, wgpu::include_wgsl!("depthwise.wgsl")),
+            conv2d: BySize::new(device, wgpu::include_wgsl!("conv2d.wgsl")),
+            depthwise: BySize::new(device, wgpu::include_wgsl!("depthwise.wgsl")),
             pointwise: compile(device, wgpu::include_wgsl!("pointwise.wgsl")),
             residual_add: compile(device, wgpu::include_wgsl!("residual_add.wgsl")),
             global_avg_pool: compile(device, wgpu::include_wgsl!("global_avg_pool.wgsl")),
@@ -78,15 +78,53 @@ impl Kernels {
 fn compile(device: &wgpu::Device, source: wgpu::ShaderModuleDescriptor<'_>) -> wgpu::ComputePipeline {
     let label = source.label;
     let module = device.create_shader_module(source);
+    pipeline(device, label, &module, &[])
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    label: Option<&str>,
+    module: &wgpu::ShaderModule,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label,
         // Derived from the shader: each kernel's bindings are exactly its buffers in order.
         layout: None,
-        module: &module,
+        module,
         entry_point: Some("main"),
-        compilation_options: Default::default(),
+        compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
         cache: None,
     })
+}
+
+/// A convolution kernel specialised by its pipeline constant `KERNEL` for the sizes
+/// EfficientNet-Lite uses (3 and 5: fixed loop bounds unroll), plus a generic pipeline that
+/// reads the size from its parameters for any other.
+#[derive(Debug, Clone)]
+pub(crate) struct BySize {
+    specialised: Vec<(usize, wgpu::ComputePipeline)>,
+    generic: wgpu::ComputePipeline,
+}
+
+impl BySize {
+    const SIZES: [usize; 2] = [3, 5];
+
+    fn new(device: &wgpu::Device, source: wgpu::ShaderModuleDescriptor<'_>) -> Self {
+        let label = source.label;
+        let module = device.create_shader_module(source);
+        Self {
+            specialised: Self::SIZES
+                .iter()
+                .map(|&k| (k, pipeline(device, label, &module, &[("KERNEL", k as f64)])))
+                .collect(),
+            generic: pipeline(device, label, &module, &[]),
+        }
+    }
+
+    pub(crate) fn for_kernel(&self, kernel: usize) -> &wgpu::ComputePipeline {
+        self.specialised.iter().find(|(k, _)| *k == kernel).map_or(&self.generic, |(_, p)| p)
+    }
 }
 
 /// The WGSL side's flag for [`Activation`](skinlens_core::nn::Activation).

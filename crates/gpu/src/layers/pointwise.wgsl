@@ -3,6 +3,10 @@
 // A 16×16 workgroup computes a 64×64 output tile, each invocation a 4×4 block of it, stepping
 // through C_in 16 at a time with both operand tiles staged in workgroup memory. Edges are
 // handled by zero-filling the tiles and masking the stores, so any shape works.
+//
+// Both tiles hold vec4s (4 output rows of the weights, 4 pixels of the input), so the inner
+// loop is four vec4 multiply-adds on registers with no dynamic indexing: that maps to wide
+// ALUs on GPUs and to SIMD on CPU-emulated ones (lavapipe, SwiftShader).
 
 struct Params {
     out_channels: u32,  // M
@@ -13,8 +17,8 @@ struct Params {
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
-const BLOCK: u32 = 4u;
-const THREADS: u32 = 256u;
+// vec4s per tile row: TILE / 4.
+const GROUPS: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
@@ -22,9 +26,24 @@ const THREADS: u32 = 256u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
 
-// Both tiles stored k-major: [TILE_K][TILE].
-var<workgroup> weight_tile: array<f32, 1024>;
-var<workgroup> input_tile: array<f32, 1024>;
+// [TILE_K][TILE / 4]: weight_tile[k * 16 + g] = rows 4g..4g+3 at depth k.
+var<workgroup> weight_tile: array<vec4<f32>, 256>;
+// [TILE_K][TILE / 4]: input_tile[k * 16 + g] = pixels 4g..4g+3 at depth k.
+var<workgroup> input_tile: array<vec4<f32>, 256>;
+
+fn weight_at(m: u32, k: u32) -> f32 {
+    if (m < params.out_channels && k < params.in_channels) {
+        return weight[m * params.in_channels + k];
+    }
+    return 0.0;
+}
+
+fn input_at(k: u32, n: u32) -> f32 {
+    if (k < params.in_channels && n < params.pixels) {
+        return input[k * params.pixels + n];
+    }
+    return 0.0;
+}
 
 @compute @workgroup_size(16, 16)
 fn main(
@@ -32,71 +51,62 @@ fn main(
     @builtin(local_invocation_id) local: vec3<u32>,
     @builtin(local_invocation_index) thread: u32,
 ) {
-    let m_count = params.out_channels;
-    let k_count = params.in_channels;
-    let n_count = params.pixels;
     let row0 = group.y * TILE;
     let col0 = group.x * TILE;
 
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
-    for (var k0 = 0u; k0 < k_count; k0 += TILE_K) {
-        // 1024 values per tile, four per invocation.
-        for (var step = 0u; step < 4u; step++) {
-            let e = thread + step * THREADS;
-            // Weight rows are contiguous along k: consecutive invocations read consecutive k.
-            let wm = e / TILE_K;
-            let wk = e % TILE_K;
-            var w = 0.0;
-            if (row0 + wm < m_count && k0 + wk < k_count) {
-                w = weight[(row0 + wm) * k_count + k0 + wk];
-            }
-            weight_tile[wk * TILE + wm] = w;
-            // Input rows are contiguous along pixels.
-            let xk = e / TILE;
-            let xn = e % TILE;
-            var x = 0.0;
-            if (k0 + xk < k_count && col0 + xn < n_count) {
-                x = input[(k0 + xk) * n_count + col0 + xn];
-            }
-            input_tile[xk * TILE + xn] = x;
-        }
+    // Which vec4 of each tile this invocation loads: for the weights, consecutive invocations
+    // take consecutive k (weight rows are contiguous along k); for the input, consecutive
+    // pixel groups (input rows are contiguous along pixels).
+    let w_k = thread % TILE_K;
+    let w_m = row0 + (thread / TILE_K) * 4u;
+    let x_k = thread / GROUPS;
+    let x_n = col0 + (thread % GROUPS) * 4u;
+
+    for (var k0 = 0u; k0 < params.in_channels; k0 += TILE_K) {
+        let wk = k0 + w_k;
+        weight_tile[w_k * GROUPS + thread / TILE_K] =
+            vec4<f32>(weight_at(w_m, wk), weight_at(w_m + 1u, wk), weight_at(w_m + 2u, wk), weight_at(w_m + 3u, wk));
+        let xk = k0 + x_k;
+        input_tile[thread] = vec4<f32>(input_at(xk, x_n), input_at(xk, x_n + 1u), input_at(xk, x_n + 2u), input_at(xk, x_n + 3u));
         workgroupBarrier();
 
         for (var kk = 0u; kk < TILE_K; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < BLOCK; i++) {
-                a[i] = weight_tile[kk * TILE + local.y * BLOCK + i];
-                b[i] = input_tile[kk * TILE + local.x * BLOCK + i];
-            }
-            for (var i = 0u; i < BLOCK; i++) {
-                for (var j = 0u; j < BLOCK; j++) {
-                    acc[i * BLOCK + j] += a[i] * b[j];
-                }
-            }
+            let a = weight_tile[kk * GROUPS + local.y];
+            let b = input_tile[kk * GROUPS + local.x];
+            acc0 += a.x * b;
+            acc1 += a.y * b;
+            acc2 += a.z * b;
+            acc3 += a.w * b;
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < BLOCK; i++) {
-        let m = row0 + local.y * BLOCK + i;
-        if (m >= m_count) {
-            continue;
-        }
-        for (var j = 0u; j < BLOCK; j++) {
-            let n = col0 + local.x * BLOCK + j;
-            if (n >= n_count) {
-                continue;
-            }
-            var y = acc[i * BLOCK + j] + bias[m];
-            if (params.relu6 != 0u) {
-                y = clamp(y, 0.0, 6.0);
-            }
-            output[m * n_count + n] = y;
+    let m0 = row0 + local.y * 4u;
+    let n0 = col0 + local.x * 4u;
+    store_row(m0, n0, acc0);
+    store_row(m0 + 1u, n0, acc1);
+    store_row(m0 + 2u, n0, acc2);
+    store_row(m0 + 3u, n0, acc3);
+}
+
+// Bias, activation and the masked store of four outputs of row `m`.
+fn store_row(m: u32, n0: u32, acc: vec4<f32>) {
+    if (m >= params.out_channels) {
+        return;
+    }
+    var y = acc + vec4<f32>(bias[m]);
+    if (params.relu6 != 0u) {
+        y = clamp(y, vec4<f32>(0.0), vec4<f32>(6.0));
+    }
+    let base = m * params.pixels;
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < params.pixels) {
+            output[base + n0 + j] = y[j];
         }
     }
 }
