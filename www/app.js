@@ -174,6 +174,13 @@ function wireInputs() {
     zone.classList.add('dragging');
   });
   zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
+  // The zone is focusable; from the keyboard it opens the file picker.
+  zone.addEventListener('keydown', (event) => {
+    if (event.target === zone && (event.key === 'Enter' || event.key === ' ')) {
+      event.preventDefault();
+      $('file-input').click();
+    }
+  });
   zone.addEventListener('drop', (event) => {
     event.preventDefault();
     zone.classList.remove('dragging');
