@@ -2,6 +2,8 @@
 
 mod data;
 mod ensemble;
+mod evaluate;
+mod export;
 mod inputs;
 mod metrics;
 mod model_file;
@@ -26,6 +28,10 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Fine-tune EfficientNet-Lite0 on HAM10000 (lesion-grouped split, resumable).
     Train(train::TrainArgs),
+    /// ISIC 2018 metrics of a model or ensemble on a run's lesion-grouped split or labelled images.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Fold, calibrate and test a run's checkpoint; write models/skinlens.safetensors and its card.
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +39,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Predict(args) => predict::run(args),
         Command::Train(args) => train::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Evaluate(args) => evaluate::run(args),
+        Command::Export(args) => export::run(args),
     };
     match outcome {
         Ok(code) => code,
