@@ -233,6 +233,13 @@ test('the file picker and pasting an image work like a drop', async () => {
   await page.waitForFunction(() => window.skinlens.results()[0]?.fileName === 'pasted.jpg' && window.skinlens.results()[0].result);
   const [pasted] = await page.evaluate(() => window.skinlens.results());
   assertMatchesNative(first.name, pasted.result);
+
+  // From the keyboard: Enter on the focused drop zone opens the file picker.
+  await page.focus('#drop-zone');
+  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Enter')]);
+  await chooser.setFiles(second.path);
+  await page.waitForFunction((name) => window.skinlens.results()[0]?.fileName === name && window.skinlens.results()[0].result, second.name);
+  assertMatchesNative(second.name, (await page.evaluate(() => window.skinlens.results()))[0].result);
 });
 
 test('several files: CSV download in ISIC 2018 format', async () => {
