@@ -261,6 +261,30 @@ test('several files: CSV download in ISIC 2018 format', async () => {
   }
 });
 
+test('an engine that crashes is replaced: a clear message, then the next image is answered', async () => {
+  const real = fixtures.find((f) => f.kind === 'ham10000');
+  const engines = page.workers().filter((w) => w.url().endsWith('/worker.js'));
+  assert.equal(engines.length, 1, `expected one engine worker, found ${engines.length}`);
+  // Fault drill without a hook in the product: scribble over the engine's wasm memory from
+  // inside its worker, so its next call traps, as a bug that corrupts memory would make it.
+  await engines[0].evaluate(async () => {
+    const engine = await import('./pkg/skinlens_web.js');
+    const exports = await engine.default(); // already initialised: returns the live instance
+    new Uint8Array(exports.memory.buffer).fill(0xff);
+  });
+  const classify = () => page.evaluate(async (base64) => {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    return window.skinlens.classify(new Blob([bytes], { type: 'image/jpeg' })).then((result) => ({ result }), (e) => ({ error: e.message }));
+  }, readFileSync(real.path).toString('base64'));
+
+  const crashed = await classify();
+  assert.match(crashed.error ?? '', /internal error in the engine .*restarting it/);
+  assert.match(await page.textContent('#result-error'), /internal error in the engine/);
+  const recovered = await classify();
+  assert.ok(recovered.result, recovered.error);
+  assertMatchesNative(real.name, recovered.result);
+});
+
 test('an unknown ?backend= is refused with a clear message', async () => {
   const other = await browser.context.newPage();
   await other.goto(`${server.url}?backend=quantum`);
