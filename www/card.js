@@ -14,18 +14,48 @@ function pick(object, ...keys) {
   return undefined;
 }
 
-/** A card value as one line of text: objects become "key: value; key: value". */
-function asText(value) {
+/**
+ * A card value as one line of text. Nested objects are summarised by their plain fields only:
+ * a card may carry whole training histories, which belong in the JSON, not on the page.
+ */
+function asText(value, depth = 0) {
   if (isMissing(value)) return undefined;
-  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(4).replace(/0+$/, '');
-  if (Array.isArray(value)) return value.map(asText).filter(Boolean).join('; ');
-  if (typeof value === 'object') {
-    return Object.entries(value)
-      .filter(([, v]) => !isMissing(v))
-      .map(([k, v]) => `${k.replaceAll('_', ' ')}: ${asText(v)}`)
-      .join('; ');
-  }
-  return String(value);
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(3);
+  if (typeof value !== 'object') return String(value);
+  if (depth > 0) return undefined;
+  if (Array.isArray(value)) return value.map((v) => asText(v, depth + 1)).filter(Boolean).join(' ');
+  const fields = Object.entries(value)
+    .map(([k, v]) => [k, asText(v, depth + 1)])
+    .filter(([, text]) => text !== undefined)
+    .map(([k, text]) => `${k.replaceAll('_', ' ')}: ${text}`);
+  return fields.length ? fields.join('; ') : undefined;
+}
+
+/** "0.712 (95% CI 0.680–0.745)" from a number and an optional {low, high} interval. */
+function withInterval(estimate, interval) {
+  if (typeof estimate !== 'number') return undefined;
+  const ci = interval && typeof interval.low === 'number' ? ` (95% CI ${interval.low.toFixed(3)}–${interval.high.toFixed(3)})` : '';
+  return `${estimate.toFixed(3)}${ci}`;
+}
+
+/**
+ * The headline metric. `skinlens export` writes `metrics.test` as an evaluation
+ * ({images, metrics: {balanced_accuracy, macro_auc, …}, confidence_intervals: {…}});
+ * other cards may give plain fields.
+ */
+function describeMetrics(metrics) {
+  if (isMissing(metrics)) return undefined;
+  const evaluation = metrics.test ?? metrics;
+  const scores = evaluation?.metrics ?? evaluation;
+  const intervals = evaluation?.confidence_intervals ?? {};
+  const parts = [];
+  const balanced = withInterval(scores?.balanced_accuracy, intervals.balanced_accuracy);
+  if (balanced) parts.push(`balanced multiclass accuracy ${balanced}`);
+  const auc = withInterval(scores?.macro_auc, intervals.macro_auc);
+  if (auc) parts.push(`macro ROC AUC ${auc}`);
+  const images = evaluation?.images ?? scores?.images;
+  if (parts.length && typeof images === 'number') parts.push(`${images} images`);
+  return parts.length ? parts.join(', ') : asText(metrics);
 }
 
 /** [[term, text]] rows in reading order. */
@@ -35,6 +65,7 @@ export function cardRows(card, description) {
   const training = card?.training;
   const metrics = pick(card, 'metrics', 'metric', 'evaluation');
   const weights = card?.weights;
+  const licences = card?.licences ?? card?.licenses;
   const unstated = 'not stated in the model card';
   const rows = [
     ['Model', asText(pick(card, 'name', 'model')) ?? meta['skinlens.arch']],
@@ -42,18 +73,19 @@ export function cardRows(card, description) {
     ['Status', untrained ? 'UNTRAINED classification head — demo only, the probabilities mean nothing' : undefined],
     ['About', asText(pick(card, 'summary', 'description'))],
     ['Architecture', asText(pick(card, 'architecture', 'arch')) ?? meta['skinlens.arch']],
-    ['Training data', asText(typeof training === 'object' ? pick(training, 'data', 'dataset', 'training_data') ?? training : training)
+    ['Training data', asText(typeof training === 'object' ? pick(training, 'data', 'dataset', 'training_data') : training)
       ?? asText(pick(card, 'training_data', 'data', 'dataset'))
+      ?? meta['skinlens.trained_on']
       ?? (untrained ? 'none (the head was never trained)' : unstated)],
-    ['Measured', asText(metrics) ?? (untrained ? 'not measured (untrained)' : unstated)],
-    ['Split', asText(pick(metrics, 'split', 'measured_on') ?? pick(training, 'split', 'validation'))],
-    ['Calibration', description && description.temperature !== 1 ? `softmax temperature ${description.temperature}` : undefined],
+    ['Measured', describeMetrics(metrics) ?? (untrained ? 'not measured (untrained)' : unstated)],
+    ['On', asText(pick(metrics, 'split', 'measured_on'))],
+    ['Calibration', description && description.temperature !== 1 ? `softmax temperature ${description.temperature.toFixed(3)}` : undefined],
     ['Weights', asText(pick(weights, 'base', 'source'))],
-    ['Weights licence', asText(pick(weights, 'licence', 'license'))],
-    ['Licence', asText(pick(card, 'licence', 'license', 'model_licence', 'model_license'))],
-    ['Data licence', asText(pick(training, 'licence', 'license', 'data_licence', 'data_license'))],
+    ['Licence', asText(pick(licences, 'data', 'model')) ?? asText(pick(card, 'licence', 'license')) ?? meta['skinlens.licence']],
+    ['Weights licence', asText(pick(licences, 'base_weights') ?? pick(weights, 'licence', 'license'))],
+    ['Cite', asText(pick(licences, 'citation'))],
     ['Intended use', asText(pick(card, 'intended_use'))],
-    ['Limitations', asText(pick(card, 'limitations'))],
+    ['Limits', asText(pick(card, 'limits', 'limitations'))],
     ['Disclaimer', asText(pick(card, 'disclaimer'))],
   ];
   return rows.filter(([, value]) => !isMissing(value));

@@ -126,6 +126,10 @@ test('the page loads the model, says where it runs and that it is not a diagnosi
   // The untrained banner shows exactly when the model file says so.
   assert.equal(await page.isVisible('#untrained-warning'), ready.untrained);
   assert.ok(await page.isHidden('#loading'));
+  // The model card: what the model is, what it was trained and measured on, under which licence.
+  const terms = await page.locator('#card-fields dt').allTextContents();
+  for (const term of ['Model', 'Version', 'Training data', 'Measured']) assert.ok(terms.includes(term), `card lacks ${term}: ${terms}`);
+  if (!ready.untrained) for (const term of ['On', 'Licence']) assert.ok(terms.includes(term), `card lacks ${term}: ${terms}`);
   // The download reported its progress up to the model's full size.
   const progress = await page.evaluate(() => ({ value: document.getElementById('model-progress').value, max: document.getElementById('model-progress').max }));
   assert.equal(progress.max, statSync(join(DIST, 'models/skinlens.safetensors')).size);
