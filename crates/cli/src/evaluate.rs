@@ -156,7 +156,7 @@ pub fn assess(probabilities: Vec<Vec<f32>>, records: &[Record], classes: &[Strin
             let y: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
             let r = score(&p, &y, classes);
             let mut v = vec![r.balanced_accuracy, r.macro_auc, r.accuracy];
-            v.extend(r.per_class.iter().map(|c| c.sensitivity));
+            v.extend(r.per_class.iter().map(|c| c.recall));
             v
         });
         Intervals {
@@ -188,11 +188,15 @@ pub fn print_summary(e: &Evaluation) {
     eprintln!("{} — {} images ({} lesions), {}", e.part, e.images, e.lesions, e.models);
     eprintln!("  balanced multiclass accuracy {:.4}{}", m.balanced_accuracy, ci(cis.map(|c| &c.balanced_accuracy)));
     eprintln!("  macro ROC AUC {:.4}{}   accuracy {:.4}{}   MCC {:.4}   mean AP {:.4}   ECE {:.4}", m.macro_auc, ci(cis.map(|c| &c.macro_auc)), m.accuracy, ci(cis.map(|c| &c.accuracy)), m.mcc, m.mean_average_precision, e.expected_calibration_error);
-    eprintln!("  {:<6} {:>7} {:>8} {:>19} {:>8} {:>9} {:>6} {:>7} {:>6}", "class", "support", "recall", "95% CI", "specif.", "precision", "F1", "AUC", "AP");
+    eprintln!("  {:<6} {:>7} {:>8} {:>17} {:>9} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6}", "class", "support", "recall", "95% CI", "precision", "sens.", "spec.", "PPV", "F1", "AUC", "AP");
     for c in &m.per_class {
         let interval = cis.and_then(|x| x.recall.get(&c.class)).map(|i| format!("[{:.3}, {:.3}]", i.low, i.high)).unwrap_or_default();
-        eprintln!("  {:<6} {:>7} {:>8.4} {:>19} {:>8.4} {:>9.4} {:>6.3} {:>7.4} {:>6.3}", c.class, c.support, c.sensitivity, interval, c.specificity, c.precision, c.f1, c.auc, c.average_precision);
+        eprintln!(
+            "  {:<6} {:>7} {:>8.4} {:>17} {:>9.4} | {:>6.3} {:>6.3} {:>6.3} {:>6.3} | {:>6.4} {:>6.3}",
+            c.class, c.support, c.recall, interval, c.argmax_precision, c.sensitivity, c.specificity, c.precision, c.f1, c.auc, c.average_precision
+        );
     }
+    eprintln!("  (recall, precision: argmax prediction; sens./spec./PPV/F1: probability > 0.5, as the official scorer)");
 }
 
 /// ISIC 2018 submission CSV (and optionally the ground truth) in the official column order.

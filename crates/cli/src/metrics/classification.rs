@@ -3,7 +3,10 @@
 //!
 //! * The predicted class is the argmax of the probabilities; an image whose maximum is shared
 //!   by two or more classes counts as wrong for every class (the scorer's tie rule).
-//! * Balanced multiclass accuracy is the mean per-class sensitivity (the ranking metric).
+//! * Balanced multiclass accuracy is the mean per-class recall of that argmax (the ranking metric).
+//! * The per-class binary metrics (sensitivity, specificity, precision = PPV, NPV, F1 = Dice,
+//!   accuracy) threshold each class's probability at > 0.5, as the official scorer does; the
+//!   argmax recall is reported beside them as `recall`.
 //! * ROC AUC is one-vs-rest per class (Mann–Whitney, ties counted half), macro = mean.
 //! * Average precision is scikit-learn's: Σ (Rₙ − Rₙ₋₁) Pₙ over distinct score thresholds.
 
@@ -25,10 +28,17 @@ pub fn argmax_strict(p: &[f32]) -> Option<usize> {
 pub struct ClassMetrics {
     pub class: String,
     pub support: usize,
+    /// Recall of the argmax prediction (its mean over classes is the balanced accuracy).
+    pub recall: f64,
+    /// Precision of the argmax prediction.
+    pub argmax_precision: f64,
+    /// Binary metrics of `probability > 0.5` (the official scorer's per-category metrics).
     pub sensitivity: f64,
     pub specificity: f64,
     pub precision: f64,
+    pub npv: f64,
     pub f1: f64,
+    pub accuracy: f64,
     pub auc: f64,
     pub average_precision: f64,
 }
@@ -142,18 +152,30 @@ pub fn evaluate(probabilities: &[Vec<f32>], labels: &[usize], classes: &[String]
             let tp = confusion[c][c];
             let support: usize = confusion[c].iter().sum();
             let predicted: usize = confusion.iter().map(|row| row[c]).sum();
-            let (fn_, fp) = (support - tp, predicted - tp);
-            let tn = n - tp - fn_ - fp;
             let scores: Vec<f32> = probabilities.iter().map(|p| p[c]).collect();
             let positive: Vec<bool> = labels.iter().map(|&y| y == c).collect();
-            let (sensitivity, precision) = (ratio(tp, support), ratio(tp, predicted));
+            // The official per-category confusion: probability > 0.5 against the truth.
+            let (mut btp, mut bfp, mut btn, mut bfn) = (0, 0, 0, 0);
+            for (&s, &pos) in scores.iter().zip(&positive) {
+                match (s > 0.5, pos) {
+                    (true, true) => btp += 1,
+                    (true, false) => bfp += 1,
+                    (false, false) => btn += 1,
+                    (false, true) => bfn += 1,
+                }
+            }
+            let (sensitivity, precision) = (ratio(btp, btp + bfn), ratio(btp, btp + bfp));
             ClassMetrics {
                 class: classes[c].clone(),
                 support,
+                recall: ratio(tp, support),
+                argmax_precision: ratio(tp, predicted),
                 sensitivity,
-                specificity: ratio(tn, tn + fp),
+                specificity: ratio(btn, btn + bfp),
                 precision,
-                f1: if precision + sensitivity > 0.0 { 2.0 * precision * sensitivity / (precision + sensitivity) } else { 0.0 },
+                npv: ratio(btn, btn + bfn),
+                f1: if btp + bfp + bfn > 0 { 2.0 * btp as f64 / (2 * btp + bfp + bfn) as f64 } else { 0.0 },
+                accuracy: ratio(btp + btn, n),
                 auc: roc_auc(&scores, &positive),
                 average_precision: average_precision(&scores, &positive),
             }
@@ -162,7 +184,7 @@ pub fn evaluate(probabilities: &[Vec<f32>], labels: &[usize], classes: &[String]
     let mean = |f: &dyn Fn(&ClassMetrics) -> f64| per_class.iter().map(f).sum::<f64>() / k as f64;
     Report {
         images: n,
-        balanced_accuracy: mean(&|m| m.sensitivity),
+        balanced_accuracy: mean(&|m| m.recall),
         accuracy: ratio((0..k).map(|c| confusion[c][c]).sum(), n),
         mcc: mcc(&confusion),
         macro_auc: mean(&|m| m.auc),
@@ -189,6 +211,9 @@ mod tests {
         assert!((r.accuracy - 0.6).abs() < 1e-12);
         // AUC of class a: positive 0.8 vs negatives 0.2, 0.5, 0.1, 0.6 → 1.0.
         assert!((r.per_class[0].auc - 1.0).abs() < 1e-12);
+        // Thresholded at 0.5, class a has one true (0.8) and one false (0.6) positive.
+        assert_eq!((r.per_class[0].sensitivity, r.per_class[0].precision), (1.0, 0.5));
+        assert!((r.per_class[0].specificity - 0.75).abs() < 1e-12);
         // AUC with a tie: scores [0.5, 0.5] pos/neg → 0.5.
         assert!((roc_auc(&[0.5, 0.5], &[true, false]) - 0.5).abs() < 1e-12);
         // AP: ranking pos, neg, pos → (1·1 + 0.5·2/3) = 0.8333.

@@ -368,7 +368,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             val_loss: report.log_loss,
             val_balanced_accuracy: report.balanced_accuracy,
             val_macro_auc: report.macro_auc,
-            val_recall: report.per_class.iter().map(|c| c.sensitivity).collect(),
+            val_recall: report.per_class.iter().map(|c| c.recall).collect(),
             learning_rate: learning_rate(state.step.saturating_sub(1), warmup_steps, total_steps, config.lr),
             train_seconds,
             images_per_second: (steps_per_epoch - first_batch) as f64 * config.batch as f64 / train_seconds,
