@@ -48,8 +48,7 @@ impl GpuSession {
         let engine = GpuEngine::new(net).await.map_err(|e| e.to_string())?;
         let adapter = engine.context().adapter_name();
         let diff = self_check(&engine, classifier).await?;
-        // Written so that NaN fails too.
-        if !(diff <= SELF_CHECK_TOLERANCE) {
+        if diff.is_nan() || diff > SELF_CHECK_TOLERANCE {
             return Err(format!(
                 "the self-check on {adapter} disagreed with the CPU path (max |Δp| = {diff:.1e}, allowed {SELF_CHECK_TOLERANCE:.0e})"
             ));

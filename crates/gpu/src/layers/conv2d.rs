@@ -16,6 +16,9 @@ pub struct Conv2dSame {
 
 impl Conv2dSame {
     /// `weight` is `[C_out, C_in, k, k]` and `bias` `[C_out]`, BatchNorm folded in.
+    // Each argument is one fact about the layer (device, kernels, name, weights, geometry,
+    // input); bundling them into a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &GpuContext,
         kernels: &Kernels,

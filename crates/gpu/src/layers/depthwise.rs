@@ -16,6 +16,9 @@ pub struct DepthwiseConv2d {
 
 impl DepthwiseConv2d {
     /// `weight` is `[C, 1, k, k]` and `bias` `[C]`, BatchNorm folded in.
+    // Each argument is one fact about the layer (device, kernels, name, weights, geometry,
+    // input); bundling them into a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &GpuContext,
         kernels: &Kernels,

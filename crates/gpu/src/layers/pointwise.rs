@@ -20,6 +20,9 @@ pub struct PointwiseConv {
 
 impl PointwiseConv {
     /// `weight` is `[C_out, C_in, 1, 1]` or `[C_out, C_in]`, `bias` `[C_out]`, BatchNorm folded in.
+    // Each argument is one fact about the layer (device, kernels, name, weights, geometry,
+    // input); bundling them into a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &GpuContext,
         kernels: &Kernels,
