@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 use skinlens_core::preprocess::{input_tensor, PreparedImage};
 use skinlens_core::{Classifier, FoldedNetwork};
@@ -46,6 +46,20 @@ pub struct ExportArgs {
     pub version: String,
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
+    /// Decision rule: subtract τ·log(prior) from the logits, the prior being the class mix the
+    /// network was trained on (after oversampling). `auto` picks τ on validation balanced
+    /// accuracy from 0, 0.25, …, 1.5; a number fixes it; 0 leaves the network as trained.
+    #[arg(long, default_value = "auto")]
+    pub prior_correction: String,
+}
+
+/// The class mix training drew: n_c^(1 − over_rate), normalised (see `data::sampler`).
+fn training_prior(run: &Path, classes: &[String], over_rate: f64) -> Result<Vec<f64>> {
+    let (train, _) = run_part(run, "train", classes)?;
+    let counts = crate::data::records::class_counts(&train, classes.len());
+    let mass: Vec<f64> = counts.iter().map(|&n| (n.max(1) as f64).powf(1.0 - over_rate)).collect();
+    let total: f64 = mass.iter().sum();
+    Ok(mass.into_iter().map(|m| m / total).collect())
 }
 
 /// Logits of a folded network on prepared images (no temperature), 32 at a time.
@@ -94,7 +108,28 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let (val_records, data) = run_part(&args.run, "val", &classes)?;
     let val = load_labelled(&val_records, &data.roots(), size as u32)?;
     let val_labels: Vec<usize> = val.records.iter().map(|r| r.label).collect();
-    let val_logits = logits(&net, &val.images)?;
+    let mut val_logits = logits(&net, &val.images)?;
+
+    // Decision rule (chosen on validation only), folded into the classifier's bias.
+    let log_prior: Vec<f64> = training_prior(&args.run, &classes, config.over_rate)?.iter().map(|p| p.ln()).collect();
+    let adjusted = |tau: f64| -> Vec<Vec<f32>> {
+        val_logits.iter().map(|l| l.iter().zip(&log_prior).map(|(v, lp)| v - (tau * lp) as f32).collect()).collect()
+    };
+    let bmca_at = |tau: f64| score(&adjusted(tau).iter().map(|l| softmax_t(l, 1.0)).collect::<Vec<_>>(), &val_labels, &classes).balanced_accuracy;
+    let grid: Vec<(f64, f64)> = (0..=6).map(|i| i as f64 * 0.25).map(|tau| (tau, bmca_at(tau))).collect();
+    let tau = match args.prior_correction.as_str() {
+        "auto" => grid.iter().fold((0.0, f64::MIN), |best, &(t, b)| if b > best.1 + 1e-12 { (t, b) } else { best }).0,
+        fixed => fixed.parse::<f64>().ok().filter(|t| t.is_finite()).with_context(|| format!("--prior-correction {fixed}: auto or a number"))?,
+    };
+    eprintln!(
+        "prior correction on validation (balanced accuracy by τ): {} → τ = {tau}",
+        grid.iter().map(|(t, b)| format!("{t}: {b:.4}")).collect::<Vec<_>>().join(", ")
+    );
+    if tau != 0.0 {
+        let shift: Vec<f32> = log_prior.iter().map(|lp| (tau * lp) as f32).collect();
+        net.fc_bias = (&net.fc_bias - Tensor::new(shift.as_slice(), &Device::Cpu)?)?;
+        val_logits = adjusted(tau);
+    }
     let temperature = fit_temperature(&val_logits, &val_labels);
     let probs_at = |t: f64| val_logits.iter().map(|l| softmax_t(l, t)).collect::<Vec<_>>();
     let (val_before, val_after) = (probs_at(1.0), probs_at(temperature));
@@ -213,6 +248,12 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             "throughput_images_per_second": {"per_epoch": throughput},
             "hardware": hardware(),
             "software": "skinlens train (Rust, candle 0.11 CPU; hand-written backward pass)",
+        },
+        "decision_rule": {
+            "method": "logit adjustment: subtract tau * log(prior) from the logits (folded into the classifier bias), the prior being the class mix training drew after oversampling; tau chosen on the validation split",
+            "tau": tau,
+            "training_prior": log_prior.iter().map(|l| l.exp()).collect::<Vec<_>>(),
+            "validation_balanced_accuracy_by_tau": grid.iter().map(|(t, b)| json!({"tau": t, "balanced_accuracy": b})).collect::<Vec<_>>(),
         },
         "calibration": {
             "method": "temperature scaling fitted on the validation split (negative log-likelihood)",

@@ -68,8 +68,9 @@ pub fn layout_for_tests(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
 }
 
 impl TrainableNetwork {
-    /// The ImageNet backbone from `base` (raw keys) with a fresh `classes.len()`-way `_fc`
-    /// (PyTorch's `nn.Linear` init, seeded).
+    /// The backbone from `base` (raw keys) with a fresh `classes.len()`-way `_fc` (PyTorch's
+    /// `nn.Linear` init, seeded) — unless `base` is itself a skinlens checkpoint with a
+    /// classifier of that shape, which is kept (continuing at another resolution).
     pub fn from_base(base: &HashMap<String, Tensor>, config: ModelConfig, classes: Vec<String>, seed: u64, device: &Device) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_F00D);
         let fan_in = config.head_channels;
@@ -77,6 +78,9 @@ impl TrainableNetwork {
         let mut uniform = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
         let mut tensors = base.clone();
         let k = classes.len();
+        if base.get("_fc.weight").is_some_and(|w| w.dims() == [k, fan_in]) && base.contains_key("_fc.bias") {
+            return Self::from_tensors(&tensors, config, classes, device);
+        }
         tensors.insert("_fc.weight".into(), Tensor::from_vec(uniform(k * fan_in), (k, fan_in), &Device::Cpu)?);
         tensors.insert("_fc.bias".into(), Tensor::from_vec(uniform(k), k, &Device::Cpu)?);
         Self::from_tensors(&tensors, config, classes, device)

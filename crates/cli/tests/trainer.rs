@@ -1,0 +1,150 @@
+//! The trainer end to end on small real subsets of HAM10000 (../shared): it learns, a resumed
+//! run is the same run, and an exported model gives the trainer's own validation answers.
+//! Skipped (with a message) where ../shared is absent.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn shared() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    root.join("data/ham10000/HAM10000_metadata.csv").is_file().then_some(root)
+}
+
+fn skinlens(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_skinlens")).args(args).output().expect("run skinlens");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "skinlens {args:?} failed:\n{text}");
+    text
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("skinlens-trainer-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("valid JSON")
+}
+
+/// Train a small run: `lesions` per class at `size` px for `epochs`, extra flags appended.
+fn train(shared: &Path, out: &Path, lesions: usize, size: usize, epochs: usize, extra: &[&str]) {
+    let data = shared.join("data/ham10000");
+    let base = shared.join("reference/effnet_lite0.safetensors");
+    let (lesions, size, epochs) = (lesions.to_string(), size.to_string(), epochs.to_string());
+    let mut args = vec![
+        "train", "--data", data.to_str().unwrap(), "--base", base.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--max-lesions-per-class", &lesions, "--size", &size, "--epochs", &epochs, "--batch", "16", "--seed", "3",
+        "--lr", "2e-3", "--warmup-epochs", "0.5",
+    ];
+    args.extend_from_slice(extra);
+    skinlens(&args);
+}
+
+/// One shared learning run (the most expensive part), trained once per test binary.
+fn learned_run() -> Option<&'static PathBuf> {
+    static RUN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let shared = shared()?;
+        let out = scratch("learn");
+        train(&shared, &out, 40, 64, 4, &[]);
+        Some(out)
+    })
+    .as_ref()
+}
+
+#[test]
+fn loss_falls_and_validation_beats_chance() {
+    let Some(run) = learned_run() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
+    let state = json(&run.join("state.json"));
+    let history = state["history"].as_array().expect("history");
+    assert_eq!(history.len(), 4);
+    let loss = |i: usize| history[i]["train_loss"].as_f64().unwrap();
+    assert!(loss(3) < loss(0) - 0.1, "training loss did not fall: {} → {}", loss(0), loss(3));
+    let best = state["best_balanced_accuracy"].as_f64().unwrap();
+    // Seven classes: chance is 1/7 ≈ 0.143.
+    assert!(best > 0.30, "best validation balanced accuracy {best} is too close to chance");
+    // The split is lesion-grouped.
+    let split = json(&run.join("split.json"));
+    let ids = |k: &str| split[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let lesion_of = lesion_map(&shared().unwrap());
+    let lesions = |k: &str| ids(k).iter().map(|i| lesion_of[i].clone()).collect::<std::collections::HashSet<_>>();
+    assert!(lesions("train").is_disjoint(&lesions("val")) && lesions("train").is_disjoint(&lesions("test")) && lesions("val").is_disjoint(&lesions("test")));
+}
+
+fn lesion_map(shared: &Path) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(shared.join("data/ham10000/HAM10000_metadata.csv")).unwrap();
+    text.lines().skip(1).filter_map(|l| {
+        let mut f = l.split(',');
+        let lesion = f.next()?.to_string();
+        Some((f.next()?.to_string(), lesion))
+    }).collect()
+}
+
+#[test]
+fn a_resumed_run_is_the_same_run() {
+    let Some(shared) = shared() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
+    let straight = scratch("straight");
+    let resumed = scratch("resumed");
+    train(&shared, &straight, 8, 48, 2, &[]);
+    train(&shared, &resumed, 8, 48, 2, &["--stop-after", "1"]);
+    assert_eq!(json(&resumed.join("state.json"))["epoch"], 1, "--stop-after 1 should leave one epoch done");
+    skinlens(&["train", "--out", resumed.to_str().unwrap(), "--resume"]);
+    let (a, b) = (std::fs::read(straight.join("last.safetensors")).unwrap(), std::fs::read(resumed.join("last.safetensors")).unwrap());
+    let (a, b) = (safetensors::SafeTensors::deserialize(&a).unwrap(), safetensors::SafeTensors::deserialize(&b).unwrap());
+    let mut names = a.names();
+    names.sort();
+    assert_eq!(names.len(), b.names().len());
+    for name in names {
+        // Bit for bit: every random draw is keyed by (seed, epoch, batch), every sum has a fixed order.
+        assert!(a.tensor(name).unwrap().data() == b.tensor(name).unwrap().data(), "{name} differs after resuming");
+    }
+    let history = |d: &Path| json(&d.join("state.json"))["history"].as_array().unwrap().iter().map(|h| h["val_balanced_accuracy"].clone()).collect::<Vec<_>>();
+    assert_eq!(history(&straight), history(&resumed));
+}
+
+#[test]
+fn an_exported_model_gives_the_trainers_validation_probabilities() {
+    let Some(run) = learned_run() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
+    let shared = shared().unwrap();
+    let out = scratch("export");
+    std::fs::create_dir_all(&out).unwrap();
+    let model = out.join("model.safetensors");
+    skinlens(&[
+        "export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap(), "--card", out.join("card.json").to_str().unwrap(),
+        "--dtype", "f32", "--prior-correction", "0", "--bootstrap", "20",
+    ]);
+    let card = json(&out.join("card.json"));
+    assert_eq!(card["untrained"], false);
+    assert!(card["metrics"]["test"]["metrics"]["balanced_accuracy"].as_f64().is_some());
+    let temperature = card["calibration"]["temperature"].as_f64().unwrap();
+    // The trainer's own validation probabilities (temperature 1) of the checkpoint exported.
+    let saved = json(&run.join("best.val.json"));
+    let ids: Vec<&str> = saved["image_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let files: Vec<String> = ids.iter().map(|id| {
+        let crop = shared.join(format!("data/ham10000/images_224/{id}.jpg"));
+        if crop.is_file() { crop } else { shared.join(format!("data/ham10000/images_200x150/{id}.jpg")) }.display().to_string()
+    }).collect();
+    let mut args = vec!["predict", "--json", "--model", model.to_str().unwrap()];
+    args.extend(files.iter().map(String::as_str));
+    let lines = skinlens(&args);
+    let classes: Vec<String> = saved["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let mut compared = 0;
+    for (line, trainer) in lines.lines().filter(|l| l.starts_with('{')).zip(saved["probabilities"].as_array().unwrap()) {
+        let answer: Value = serde_json::from_str(line).unwrap();
+        // softmax(log p / T) = softmax(logits / T): the trainer's answer at the exported temperature.
+        let logp: Vec<f64> = trainer.as_array().unwrap().iter().map(|v| v.as_f64().unwrap().max(1e-30).ln() / temperature).collect();
+        let max = logp.iter().cloned().fold(f64::MIN, f64::max);
+        let sum: f64 = logp.iter().map(|l| (l - max).exp()).sum();
+        for (c, l) in classes.iter().zip(&logp) {
+            let expected = (l - max).exp() / sum;
+            let got = answer["probabilities"][c].as_f64().unwrap();
+            assert!((expected - got).abs() < 2e-4, "{}: {c} trainer {expected} vs predict {got}", answer["image"]);
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, ids.len());
+}
