@@ -27,9 +27,6 @@ impl Skips {
     pub fn add(&mut self, reason: impl Into<String>, what: impl Into<String>) {
         self.by_reason.entry(reason.into()).or_default().push(what.into());
     }
-    pub fn total(&self) -> usize {
-        self.by_reason.values().map(Vec::len).sum()
-    }
     /// `reason: count (first few…)` lines.
     pub fn summary(&self) -> Vec<String> {
         let mut out: Vec<String> = self

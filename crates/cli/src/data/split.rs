@@ -37,17 +37,6 @@ pub struct Split {
     pub test: Vec<Record>,
 }
 
-impl Split {
-    pub fn part(&self, name: &str) -> Result<&[Record]> {
-        Ok(match name {
-            "train" => &self.train,
-            "val" | "validation" => &self.val,
-            "test" => &self.test,
-            other => bail!("unknown split `{other}` (train, val or test)"),
-        })
-    }
-}
-
 /// Deal lesions into train / val / test. Fails, naming it, on a lesion with two labels or a
 /// class that ends up with no lesion in some part.
 pub fn split(records: &[Record], classes: &[String], plan: &SplitPlan) -> Result<Split> {

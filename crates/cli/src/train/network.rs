@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -251,19 +251,4 @@ impl TrainableNetwork {
         self.params.keys().filter(|k| !freeze_backbone || k.starts_with("_fc.")).cloned().collect()
     }
 
-    /// Replace every tensor from a checkpoint's tensors (same names and shapes).
-    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        for (k, var) in &self.params {
-            let t = tensors.get(k).with_context(|| format!("checkpoint lacks `{k}`"))?;
-            if t.dims() != var.dims() {
-                bail!("checkpoint `{k}` is {:?}, expected {:?}", t.dims(), var.dims());
-            }
-            var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
-        }
-        for (k, buf) in self.buffers.iter_mut() {
-            let t = tensors.get(k).with_context(|| format!("checkpoint lacks `{k}`"))?;
-            *buf = t.to_dtype(DType::F32)?.to_device(&self.device)?;
-        }
-        Ok(())
-    }
 }

@@ -146,9 +146,6 @@ impl RunFiles {
     pub fn read_split(&self) -> Result<SavedSplit> {
         read_json(&self.split)
     }
-    pub fn read_best_predictions(&self) -> Result<SavedPredictions> {
-        read_json(&self.best_predictions)
-    }
 
     pub fn create(&self, config: &TrainConfig, split: &Split, skips: &Skips) -> Result<()> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("{}: cannot create the run folder", self.dir.display()))?;
