@@ -18,7 +18,7 @@ export const checkSupport = cpu.checkSupport;
 export const initialise = cpu.initialise;
 
 export async function create(modelBytes, { strict = true } = {}) {
-  const classifier = await WasmGpuClassifier.create(modelBytes, strict);
+  const classifier = await WasmGpuClassifier.create(modelBytes, strict, await adapterName());
   // One image at a time: the engine maps one result buffer per image.
   let queue = Promise.resolve();
   const serially = (task) => {
@@ -40,4 +40,17 @@ export async function create(modelBytes, { strict = true } = {}) {
       }
     },
   };
+}
+
+/** "vendor architecture" from GPUAdapter.info (e.g. "google swiftshader"), for the badge; wgpu
+ *  passes on only the description, which browsers usually leave empty. */
+async function adapterName() {
+  try {
+    const adapter = await navigator.gpu?.requestAdapter();
+    const info = adapter?.info ?? {};
+    const name = [info.vendor, info.architecture].filter(Boolean).join(' ') || info.description || '';
+    return [name, adapter?.info?.isFallbackAdapter ? 'software' : ''].filter(Boolean).join(', ') || undefined;
+  } catch {
+    return undefined; // only a label; the engine finds its own adapter
+  }
 }

@@ -25,9 +25,11 @@ pub struct WasmGpuClassifier {
 impl WasmGpuClassifier {
     /// Load the model, start WebGPU and self-check it against the CPU path. With `strict`
     /// (`?backend=webgpu`) a GPU that cannot be used rejects; otherwise the classifier runs on
-    /// the CPU and `describe().backendLabel` says why.
-    pub async fn create(model_bytes: Vec<u8>, strict: bool) -> Result<WasmGpuClassifier, JsError> {
-        let session = GpuSession::start(&model_bytes, strict).await.map_err(|e| JsError::new(&e))?;
+    /// the CPU and `describe().backendLabel` says why. `adapter_name` (e.g. from
+    /// `GPUAdapter.info`) names the adapter in the badge.
+    pub async fn create(model_bytes: Vec<u8>, strict: bool, adapter_name: Option<String>) -> Result<WasmGpuClassifier, JsError> {
+        let session =
+            GpuSession::start(&model_bytes, strict, adapter_name.as_deref()).await.map_err(|e| JsError::new(&e))?;
         Ok(Self { session: Rc::new(session) })
     }
 

@@ -32,12 +32,17 @@ pub struct GpuSession {
 impl GpuSession {
     /// Load `model_bytes` on the CPU, then try the GPU. With `strict`, a GPU that cannot be used
     /// is an error (`?backend=webgpu`); without, the session runs on the CPU and says why.
-    pub async fn start(model_bytes: &[u8], strict: bool) -> Result<Self, String> {
+    /// `adapter_name` names the adapter in the badge when the caller knows better than wgpu
+    /// (browsers report vendor and architecture, which wgpu does not pass on).
+    pub async fn start(model_bytes: &[u8], strict: bool, adapter_name: Option<&str>) -> Result<Self, String> {
         let net = FoldedNetwork::from_safetensors(model_bytes).map_err(|e| format!("the model could not be loaded: {e}"))?;
         let classifier = Classifier::from_network(&net).map_err(|e| format!("the model could not be loaded: {e}"))?;
         let gpu = Self::start_gpu(&net, &classifier).await;
         let (gpu, adapter, fallback) = match gpu {
-            Ok((engine, adapter)) => (Some(Rc::new(engine)), adapter, None),
+            Ok((engine, adapter)) => {
+                let adapter = adapter_name.map(str::trim).filter(|name| !name.is_empty()).map_or(adapter, str::to_string);
+                (Some(Rc::new(engine)), adapter, None)
+            }
             Err(reason) if strict => return Err(format!("WebGPU unavailable: {reason}")),
             Err(reason) => (None, String::new(), Some(reason)),
         };

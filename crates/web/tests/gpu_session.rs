@@ -36,7 +36,7 @@ fn images() -> Vec<Vec<u8>> {
 }
 
 fn session() -> GpuSession {
-    pollster::block_on(GpuSession::start(&model_bytes(), true)).unwrap_or_else(|e| {
+    pollster::block_on(GpuSession::start(&model_bytes(), true, None)).unwrap_or_else(|e| {
         panic!("{e}\nThese tests need a Vulkan driver; with no GPU: `apt-get install -y mesa-vulkan-drivers libvulkan1`.")
     })
 }
