@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{same_output, same_padding, Activation};
+use super::{nchw_f32, same_output, same_padding, Activation};
 
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv2d {
@@ -103,17 +103,7 @@ impl CustomOp1 for DepthwiseConv2d {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = layout.shape().dims4()?;
-        if c != self.channels {
-            candle_core::bail!("depthwise conv expects {} channels, got {c}", self.channels);
-        }
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("depthwise conv runs on f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("depthwise conv needs a contiguous input");
-        };
-        let input = &data[start..end];
+        let (input, (n, c, h, w)) = nchw_f32(storage, layout, self.channels, self.name())?;
         let (oh, ow) = (same_output(h, self.stride), same_output(w, self.stride));
         let mut output = vec![0f32; n * c * oh * ow];
         output

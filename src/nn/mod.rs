@@ -16,3 +16,25 @@ pub use conv::Conv2dSame;
 pub use depthwise::DepthwiseConv2d;
 pub use padding::{same_output, same_padding};
 pub use pointwise::PointwiseConv;
+
+use candle_core::{CpuStorage, Layout, Result};
+
+/// The contiguous f32 data and NCHW dims a CPU kernel reads, checking its channel count.
+fn nchw_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    channels: usize,
+    op: &str,
+) -> Result<(&'a [f32], (usize, usize, usize, usize))> {
+    let dims = layout.shape().dims4()?;
+    if dims.1 != channels {
+        candle_core::bail!("{op} expects {channels} channels, got {}", dims.1);
+    }
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op} runs on f32");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} needs a contiguous input");
+    };
+    Ok((&data[start..end], dims))
+}

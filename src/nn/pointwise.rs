@@ -7,7 +7,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use super::Activation;
+use super::{nchw_f32, Activation};
 
 #[derive(Debug, Clone)]
 pub struct PointwiseConv {
@@ -40,17 +40,7 @@ impl CustomOp1 for PointwiseConv {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = layout.shape().dims4()?;
-        if c != self.c_in {
-            candle_core::bail!("pointwise conv expects {} channels, got {c}", self.c_in);
-        }
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("pointwise conv runs on f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("pointwise conv needs a contiguous input");
-        };
-        let input = &data[start..end];
+        let (input, (n, _, h, w)) = nchw_f32(storage, layout, self.c_in, self.name())?;
         let hw = h * w;
         let mut output = vec![0f32; n * self.c_out * hw];
         let threads = candle_core::utils::get_num_threads();
