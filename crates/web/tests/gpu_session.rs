@@ -56,7 +56,7 @@ fn the_gpu_answers_like_the_cpu() {
     assert!(session.backend_label().starts_with("GPU · WebGPU ("), "{}", session.backend_label());
     let cpu = Classifier::from_safetensors(&model_bytes()).unwrap();
     let clock = TickingClock(Default::default());
-    assert!(pollster::block_on(session.warm_up(&clock)).unwrap() > 0.0);
+    pollster::block_on(session.warm_up(&clock)).unwrap();
     for bytes in images() {
         let on_gpu = pollster::block_on(session.analyse(&bytes, &clock)).unwrap();
         let on_cpu = analyse(&cpu, &bytes, &clock).unwrap();
