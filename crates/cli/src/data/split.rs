@@ -137,4 +137,32 @@ mod tests {
         let err = split(&records, &classes, &SplitPlan::default()).unwrap_err().to_string();
         assert!(err.contains("les0"), "{err}");
     }
+
+    /// On the real HAM10000 metadata (../shared), default split and every fold of a 5-fold plan:
+    /// no lesion in two parts, every image somewhere, every class in every part.
+    #[test]
+    fn real_metadata_never_puts_a_lesion_in_two_parts() -> Result<()> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ham10000/HAM10000_metadata.csv");
+        if !path.is_file() {
+            eprintln!("skipped: {} not found", path.display());
+            return Ok(());
+        }
+        let classes: Vec<String> = skinlens_core::HAM10000_CLASSES.iter().map(|c| c.to_string()).collect();
+        let (records, skips) = crate::data::records::read_ham_metadata(&path, &classes)?;
+        assert_eq!((records.len(), skips.by_reason.len()), (10_015, 0));
+        let plans = std::iter::once(SplitPlan::default()).chain((0..5).map(|f| SplitPlan { fold: Some((f, 5)), seed: 7, ..Default::default() }));
+        for plan in plans {
+            let s = split(&records, &classes, &plan)?;
+            let ids = |p: &[Record]| p.iter().map(|r| r.lesion_id.clone()).collect::<HashSet<_>>();
+            let (tr, va, te) = (ids(&s.train), ids(&s.val), ids(&s.test));
+            assert!(tr.is_disjoint(&va) && tr.is_disjoint(&te) && va.is_disjoint(&te), "{plan:?}");
+            assert_eq!(s.train.len() + s.val.len() + s.test.len(), records.len());
+            assert_eq!(tr.len() + va.len() + te.len(), 7_470);
+        }
+        // 64 / 16 / 20 of the lesions, per class, within rounding.
+        let s = split(&records, &classes, &SplitPlan::default())?;
+        let lesions = |p: &[Record]| p.iter().map(|r| r.lesion_id.clone()).collect::<HashSet<_>>().len() as f64 / 7_470.0;
+        assert!((lesions(&s.test) - 0.20).abs() < 0.005 && (lesions(&s.val) - 0.16).abs() < 0.005);
+        Ok(())
+    }
 }

@@ -239,21 +239,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-mod timing {
-    #[test]
-    #[ignore]
-    fn bn_timing() {
-        let (m, c) = (131072, 96);
-        let x: Vec<f32> = (0..m * c).map(|i| ((i * 7919) % 1000) as f32 / 300.0 - 1.0).collect();
-        let gamma = vec![1.0f32; c];
-        let beta = vec![0.5f32; c];
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let (y, stats) = super::forward_slices(&x, &gamma, &beta, true);
-            let t1 = t.elapsed();
-            let (dx, _, _) = super::backward_slices(&x, &y, &x, &gamma, &stats, true);
-            eprintln!("forward {:?} backward {:?} {}", t1, t.elapsed() - t1, dx[5]);
-        }
-    }
-}
