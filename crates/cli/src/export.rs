@@ -189,7 +189,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
 
     let ensemble_check = match &args.ensemble_with {
         Some(other) => {
-            let pair = Ensemble::load(&[format!("{}:0.6", checkpoint.display()), format!("{}:0.4", other.display())], false)?;
+            let members = format!("{} ×0.60 + {} ×0.40", checkpoint.display(), other.display());
             // The checkpoint alone, as trained: its raw validation logits at temperature 1.
             let raw_probs: Vec<Vec<f32>> = raw_val_logits.iter().map(|l| softmax_t(l, 1.0)).collect();
             let other_net = FoldedNetwork::from_safetensors(&std::fs::read(other).with_context(|| format!("{}: cannot read", other.display()))?)?;
@@ -199,9 +199,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             let mixed: Vec<Vec<f32>> = raw_probs.iter().zip(&other_probs).map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.6 * x + 0.4 * y).collect()).collect();
             let alone = assess(raw_probs, &val.records, &classes, 0, String::new(), "val", &val.skips);
             let both = assess(mixed, &val.records, &classes, 0, String::new(), "val", &val.skips);
-            eprintln!("ensemble on validation ({}): balanced accuracy {:.4} → {:.4}, macro AUC {:.4} → {:.4}", pair.description, alone.metrics.balanced_accuracy, both.metrics.balanced_accuracy, alone.metrics.macro_auc, both.metrics.macro_auc);
+            eprintln!("ensemble on validation ({members}): balanced accuracy {:.4} → {:.4}, macro AUC {:.4} → {:.4}", alone.metrics.balanced_accuracy, both.metrics.balanced_accuracy, alone.metrics.macro_auc, both.metrics.macro_auc);
             json!({
-                "members": pair.description,
+                "members": members,
+                "input_size": size,
                 "note": "both checkpoints as trained (temperature 1, no prior correction), no TTA",
                 "checkpoint_alone": {"balanced_accuracy": alone.metrics.balanced_accuracy, "macro_auc": alone.metrics.macro_auc},
                 "ensemble": {"balanced_accuracy": both.metrics.balanced_accuracy, "macro_auc": both.metrics.macro_auc},
