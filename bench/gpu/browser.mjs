@@ -4,6 +4,10 @@
 // engine runs there, not on a real GPU.
 //
 //   node bench/gpu/browser.mjs        (needs dist/ from ./build.sh and tests/e2e's npm packages)
+// The page serves whatever model dist/ was built with; the peer always runs the 224-px 7-class
+// reference. For a like-for-like comparison build with that model first:
+//   SKINLENS_MODEL=../shared/peers/models/effnet_lite0_7cls.safetensors ./build.sh
+// (then rebuild plainly, or the e2e tests see the wrong model).
 // env: ITERS (10, ours and the peer's), WARMUP (1), PEER (1 = run the peer), IMAGE.
 // Prints a summary and writes bench-results/gpu-browser-<time>.json.
 
