@@ -245,6 +245,7 @@ function start() {
       loadTimings: loaded.timings,
       classes: description.classes,
       untrained: description.untrained,
+      inputSize: description.inputSize,
       card,
     };
   });

@@ -55,8 +55,11 @@ fn matches_the_core_classifier_exactly() {
     assert!((sum - 1.0).abs() < 1e-5, "probabilities sum to {sum}");
 
     assert_eq!((analysis.original_width, analysis.original_height), (600, 450));
-    assert_eq!(analysis.model_view.dimensions(), (224, 224));
-    assert_eq!((analysis.cam.width, analysis.cam.height, analysis.cam.values.len()), (7, 7, 49));
+    // The model's own input size (the shipped model says it in its metadata) and feature map.
+    let size = classifier.input_size();
+    let features = classifier.model().config().feature_size(size as usize);
+    assert_eq!(analysis.model_view.dimensions(), (size, size));
+    assert_eq!((analysis.cam.width, analysis.cam.height, analysis.cam.values.len()), (features, features, features * features));
     assert_eq!(analysis.cam.class, analysis.top);
     assert_eq!(analysis.ranked[0].label.code, analysis.top);
     assert!(analysis.ranked.windows(2).all(|w| w[0].probability >= w[1].probability));
