@@ -72,6 +72,7 @@ function showEntry(index) {
   $('result-body').hidden = false;
   const { result } = entry;
   drawPreview($('preview'), result.preview);
+  $('preview-size').textContent = `${result.preview.width}×${result.preview.height}`;
   drawActivationMap($('cam-overlay'), result.cam, result.preview.width);
   $('cam-overlay').hidden = !$('cam-toggle').checked;
   renderBars($('bars'), result.ranked);

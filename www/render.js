@@ -44,7 +44,7 @@ export function renderBars(list, ranked) {
   );
 }
 
-/** The 224×224 square the model saw. */
+/** The square the model saw, at its input size. */
 export function drawPreview(canvas, preview) {
   canvas.width = preview.width;
   canvas.height = preview.height;
