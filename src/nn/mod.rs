@@ -19,13 +19,16 @@ pub use pointwise::PointwiseConv;
 
 use candle_core::{CpuStorage, Layout, Result};
 
+/// `(N, C, H, W)`.
+type Nchw = (usize, usize, usize, usize);
+
 /// The contiguous f32 data and NCHW dims a CPU kernel reads, checking its channel count.
 fn nchw_f32<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     channels: usize,
     op: &str,
-) -> Result<(&'a [f32], (usize, usize, usize, usize))> {
+) -> Result<(&'a [f32], Nchw)> {
     let dims = layout.shape().dims4()?;
     if dims.1 != channels {
         candle_core::bail!("{op} expects {channels} channels, got {}", dims.1);

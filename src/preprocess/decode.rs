@@ -84,7 +84,8 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
                 i += 2 + len;
                 if marker == SOS {
                     // Entropy-coded data: stuffed 0xFF00 and restart markers belong to it.
-                    while i + 1 < bytes.len() && !(bytes[i] == 0xFF && !matches!(bytes[i + 1], 0x00 | 0xD0..=0xD7)) {
+                    let inside_scan = |i: usize| bytes[i] != 0xFF || matches!(bytes[i + 1], 0x00 | 0xD0..=0xD7);
+                    while i + 1 < bytes.len() && inside_scan(i) {
                         i += 1;
                     }
                 }
