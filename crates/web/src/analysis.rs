@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use skinlens_core::labels::class_info;
-use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits};
+use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits, PreparedImage};
 use skinlens_core::{Classification, Classifier};
 
 /// Identifies the engine that computed a result; the page's backend registry uses the same id.
@@ -113,26 +113,38 @@ pub fn analyse(classifier: &Classifier, bytes: &[u8], clock: &impl Clock) -> ski
     let logits = model.classify_features(&features)?;
     let classification = first(classifier.from_logits(&logits)?)?;
     let t3 = clock.now_ms();
-    let top = classification.top();
-    let cam = activation_map(classifier, &features, top, &classification)?;
+    let cam = activation_map(classifier, &features, classification.top(), &classification)?;
     let t4 = clock.now_ms();
+    let timings = Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 };
+    Ok(Analysis::assemble(BACKEND_ID, classification, prepared, cam, timings))
+}
 
-    Ok(Analysis {
-        probabilities: by_class(&classification, &classification.probabilities),
-        top: classification.classes[top].clone(),
-        backend: BACKEND_ID,
-        timings: Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 },
-        ranked: classification
-            .ranked()
-            .into_iter()
-            .map(|(code, probability)| RankedClass { label: ClassLabel::of(code), probability })
-            .collect(),
-        logits: by_class(&classification, &classification.logits),
-        original_width: prepared.original_width,
-        original_height: prepared.original_height,
-        cam,
-        model_view: prepared.model_view,
-    })
+impl Analysis {
+    /// The answer one backend produced, in the shape the page shows (shared by CPU and GPU).
+    pub(crate) fn assemble(
+        backend: &'static str,
+        classification: Classification,
+        prepared: PreparedImage,
+        cam: ActivationMap,
+        timings: Timings,
+    ) -> Self {
+        Analysis {
+            probabilities: by_class(&classification, &classification.probabilities),
+            top: classification.classes[classification.top()].clone(),
+            backend,
+            timings,
+            ranked: classification
+                .ranked()
+                .into_iter()
+                .map(|(code, probability)| RankedClass { label: ClassLabel::of(code), probability })
+                .collect(),
+            logits: by_class(&classification, &classification.logits),
+            original_width: prepared.original_width,
+            original_height: prepared.original_height,
+            cam,
+            model_view: prepared.model_view,
+        }
+    }
 }
 
 /// One pass on a flat grey image, so the first real image does not pay for first-touch
@@ -157,7 +169,7 @@ fn by_class(classification: &Classification, values: &[f32]) -> ByClass {
     ByClass(classification.classes.iter().cloned().zip(values.iter().copied()).collect())
 }
 
-fn activation_map(
+pub(crate) fn activation_map(
     classifier: &Classifier,
     features: &Tensor,
     class: usize,

@@ -11,7 +11,7 @@ use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits};
 use skinlens_core::{Classification, Classifier, FoldedNetwork};
 use skinlens_gpu::{self_check_input, GpuEngine};
 
-use crate::analysis::{self, ActivationMap, Analysis, ByClass, ClassLabel, Clock, RankedClass, Timings};
+use crate::analysis::{self, Analysis, Clock, Timings};
 
 /// Identifies results computed on the GPU; the page's backend registry uses the same id.
 pub const GPU_BACKEND_ID: &str = "webgpu";
@@ -171,29 +171,10 @@ async fn analyse_on_gpu(
         probabilities: output.probabilities,
         logits: output.logits,
     };
-    let top = classification.top();
     let shape = engine.head_shape();
     let features = Tensor::from_vec(features, (1, shape.channels, shape.height, shape.width), &Device::Cpu)?;
-    let map = classifier.model().class_activation_map(&features, top)?;
-    let (height, width) = map.dims2()?;
-    let cam = ActivationMap { class: classification.classes[top].clone(), width, height, values: map.flatten_all()?.to_vec1()? };
+    let cam = analysis::activation_map(classifier, &features, classification.top(), &classification)?;
     let t4 = clock.now_ms();
-
-    let by_class = |values: &[f32]| ByClass(classification.classes.iter().cloned().zip(values.iter().copied()).collect());
-    Ok(Ok(Analysis {
-        probabilities: by_class(&classification.probabilities),
-        top: classification.classes[top].clone(),
-        backend: GPU_BACKEND_ID,
-        timings: Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 },
-        ranked: classification
-            .ranked()
-            .into_iter()
-            .map(|(code, probability)| RankedClass { label: ClassLabel::of(code), probability })
-            .collect(),
-        logits: by_class(&classification.logits),
-        original_width: prepared.original_width,
-        original_height: prepared.original_height,
-        cam,
-        model_view: prepared.model_view,
-    }))
+    let timings = Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 };
+    Ok(Ok(Analysis::assemble(GPU_BACKEND_ID, classification, prepared, cam, timings)))
 }
