@@ -17,7 +17,8 @@ use super::network::TrainableNetwork;
 use super::ops::batch_norm::{backward_slices, forward_slices, BatchStats};
 use super::ops::depthwise::{with_cpu_f32, DepthwiseGeometry};
 
-/// What BatchNorm's backward needs: its input, its output and the batch statistics.
+/// What BatchNorm's backward needs (its input and the batch statistics), and its output, which
+/// the next layer's backward needs.
 struct SavedNorm {
     prefix: String,
     input: Tensor,
@@ -97,8 +98,9 @@ impl TrainableNetwork {
 
     fn norm_backward(&self, saved: &SavedNorm, grad: &Tensor, grads: &mut HashMap<String, Tensor>) -> Result<Tensor> {
         let gamma = to_vec(&self.weight(&format!("{}.weight", saved.prefix))?)?;
+        let beta = to_vec(&self.weight(&format!("{}.bias", saved.prefix))?)?;
         let (dx, dgamma, dbeta) = timed("bn backward", || {
-            with_cpu_f32(&saved.input, |x| with_cpu_f32(&saved.output, |y| with_cpu_f32(grad, |g| Ok(backward_slices(x, y, g, &gamma, &saved.stats, saved.relu6)))))
+            with_cpu_f32(&saved.input, |x| with_cpu_f32(grad, |g| Ok(backward_slices(x, g, &gamma, &beta, &saved.stats, saved.relu6))))
         })?;
         let c = gamma.len();
         grads.insert(format!("{}.weight", saved.prefix), Tensor::from_vec(dgamma, c, &self.device)?);

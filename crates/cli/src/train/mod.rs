@@ -6,6 +6,7 @@
 //! from `last.*` and continues exactly as an uninterrupted run would (every random draw is keyed
 //! by seed, epoch and batch, not by how many draws came before).
 
+mod allocator;
 pub mod backprop;
 #[cfg(test)]
 mod backprop_test;
@@ -251,6 +252,7 @@ pub fn training_step(
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    allocator::keep_freed_memory();
     let files = RunFiles::new(&args.out);
     let (config, mut state, resumed_from) = if args.resume {
         let config = files.read_config()?;
