@@ -118,23 +118,12 @@ fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend_from_slice(&13u32.to_be_bytes());
     png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
     let idat = b"IDAT\x78\x9c\x63\x00\x00\x00\x01\x00\x01";
     png.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
     png.extend_from_slice(idat);
-    png.extend_from_slice(&crc32(idat).to_be_bytes());
+    png.extend_from_slice(&crc32fast::hash(idat).to_be_bytes());
     png
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 #[test]
