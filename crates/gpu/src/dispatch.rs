@@ -45,12 +45,16 @@ impl Dispatch {
     }
 }
 
-/// Workgroups for `invocations` threads of a one-dimensional kernel with `workgroup_size`
-/// threads per group. Past the per-dimension limit the groups wrap into a second dimension;
-/// the kernels rebuild the linear index from `num_workgroups`.
-pub(crate) fn linear_grid(ctx: &GpuContext, label: &str, invocations: usize, workgroup_size: usize) -> Result<[u32; 3]> {
+/// Threads per group of the kernels with one invocation per value (`@workgroup_size(64)` in
+/// conv2d, depthwise and residual_add .wgsl).
+const LINEAR_WORKGROUP_SIZE: usize = 64;
+
+/// Workgroups for `invocations` threads of such a kernel. Past the per-dimension limit the
+/// groups wrap into a second dimension; the kernels rebuild the linear index from
+/// `num_workgroups`.
+pub(crate) fn linear_grid(ctx: &GpuContext, label: &str, invocations: usize) -> Result<[u32; 3]> {
     let limit = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
-    let groups = invocations.div_ceil(workgroup_size).max(1);
+    let groups = invocations.div_ceil(LINEAR_WORKGROUP_SIZE).max(1);
     let x = groups.min(limit);
     let y = groups.div_ceil(x);
     if y > limit {

@@ -3,8 +3,8 @@
 use candle_core::Tensor;
 use skinlens_core::nn::{same_output, same_padding, Activation};
 
-use super::{relu6_flag, FeatureShape, Kernels};
-use crate::dispatch::{linear_grid, tensor_values, word};
+use super::{conv_params, FeatureShape, Kernels, WeightedDispatch};
+use crate::dispatch::linear_grid;
 use crate::{Dispatch, GpuContext, GpuError, Result};
 
 #[derive(Debug, Clone)]
@@ -43,22 +43,18 @@ impl DepthwiseConv2d {
         let output_shape = FeatureShape::new(channels, same_output(h, stride), same_output(w, stride));
         let (pad_top, _) = same_padding(h, k, stride);
         let (pad_left, _) = same_padding(w, k, stride);
-        let params = [channels, h, w, output_shape.height, output_shape.width, k, stride, pad_top, pad_left]
-            .iter()
-            .map(|&v| word(label, v))
-            .chain([Ok(relu6_flag(activation))])
-            .collect::<Result<Vec<u32>>>()?;
-
-        let output = ctx.activation(label, output_shape.len());
-        let buffers = [
-            &ctx.params(label, &params),
+        let sizes = [channels, h, w, output_shape.height, output_shape.width, k, stride, pad_top, pad_left];
+        let (output, dispatch) = WeightedDispatch {
+            label,
+            pipeline: kernels.depthwise.for_kernel(k),
+            params: &conv_params(label, &sizes, activation)?,
             input,
-            &ctx.storage(label, &tensor_values(label, weight)?),
-            &ctx.storage(label, &tensor_values(label, bias)?),
-            &output,
-        ];
-        let groups = linear_grid(ctx, label, output_shape.len(), 64)?;
-        let dispatch = Dispatch::new(ctx, label, kernels.depthwise.for_kernel(k), &buffers, groups);
+            weight,
+            bias,
+            output_len: output_shape.len(),
+            groups: linear_grid(ctx, label, output_shape.len())?,
+        }
+        .build(ctx)?;
         Ok(Self { output, output_shape, dispatch })
     }
 

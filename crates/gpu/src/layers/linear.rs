@@ -2,8 +2,8 @@
 
 use candle_core::Tensor;
 
-use super::Kernels;
-use crate::dispatch::{grid_dimension, tensor_values, word};
+use super::{Kernels, WeightedDispatch};
+use crate::dispatch::{grid_dimension, word};
 use crate::{Dispatch, GpuContext, GpuError, Result};
 
 #[derive(Debug, Clone)]
@@ -33,18 +33,18 @@ impl Linear {
                 bias.dims()
             )));
         }
-        let params = ctx.params(label, &[word(label, out_features)?, word(label, in_features)?]);
-        let output = ctx.activation(label, out_features);
-        let buffers = [
-            &params,
+        let (output, dispatch) = WeightedDispatch {
+            label,
+            pipeline: &kernels.linear,
+            params: &[word(label, out_features)?, word(label, in_features)?],
             input,
-            &ctx.storage(label, &tensor_values(label, weight)?),
-            &ctx.storage(label, &tensor_values(label, bias)?),
-            &output,
-        ];
-        // One workgroup per output feature.
-        let groups = [grid_dimension(ctx, label, out_features)?, 1, 1];
-        let dispatch = Dispatch::new(ctx, label, &kernels.linear, &buffers, groups);
+            weight,
+            bias,
+            output_len: out_features,
+            // One workgroup per output feature.
+            groups: [grid_dimension(ctx, label, out_features)?, 1, 1],
+        }
+        .build(ctx)?;
         Ok(Self { output, out_features, dispatch })
     }
 

@@ -4,6 +4,12 @@
 //! binds both to its kernel and keeps the resulting [`Dispatch`](crate::Dispatch) for replay.
 //! Activations are f32, NCHW with N = 1, i.e. `[C, H·W]` row-major.
 
+use candle_core::Tensor;
+use skinlens_core::nn::Activation;
+
+use crate::dispatch::{tensor_values, word};
+use crate::{Dispatch, GpuContext, Result};
+
 pub mod conv2d;
 pub mod depthwise;
 pub mod global_avg_pool;
@@ -61,7 +67,7 @@ pub struct Kernels {
 impl Kernels {
     /// Compile every kernel. Errors surface through the caller's error scope
     /// (see [`GpuEngine::new`](crate::GpuEngine::new)).
-    pub fn new(ctx: &crate::GpuContext) -> Self {
+    pub fn new(ctx: &GpuContext) -> Self {
         let device = &ctx.device;
         Self {
             conv2d: BySize::new(device, wgpu::include_wgsl!("conv2d.wgsl")),
@@ -127,7 +133,41 @@ impl BySize {
     }
 }
 
-/// The WGSL side's flag for [`Activation`](skinlens_core::nn::Activation).
-pub(crate) fn relu6_flag(activation: skinlens_core::nn::Activation) -> u32 {
-    u32::from(activation == skinlens_core::nn::Activation::Relu6)
+/// A convolution kernel's parameters: `sizes` as the kernel's `Params` lists them, then its
+/// ReLU6 flag.
+pub(crate) fn conv_params(label: &str, sizes: &[usize], activation: Activation) -> Result<Vec<u32>> {
+    let mut words = sizes.iter().map(|&size| word(label, size)).collect::<Result<Vec<u32>>>()?;
+    words.push(u32::from(activation == Activation::Relu6));
+    Ok(words)
+}
+
+/// A layer with weights and a bias, whose kernel binds parameters, input, weight, bias and
+/// output to bindings 0–4 (the convolutions and the classifier).
+pub(crate) struct WeightedDispatch<'a> {
+    pub(crate) label: &'a str,
+    pub(crate) pipeline: &'a wgpu::ComputePipeline,
+    pub(crate) params: &'a [u32],
+    pub(crate) input: &'a wgpu::Buffer,
+    pub(crate) weight: &'a Tensor,
+    pub(crate) bias: &'a Tensor,
+    pub(crate) output_len: usize,
+    pub(crate) groups: [u32; 3],
+}
+
+impl WeightedDispatch<'_> {
+    /// Upload the parameters, weight and bias, allocate the output and bind them all; returns
+    /// the output buffer and the dispatch that fills it.
+    pub(crate) fn build(self, ctx: &GpuContext) -> Result<(wgpu::Buffer, Dispatch)> {
+        let label = self.label;
+        let output = ctx.activation(label, self.output_len);
+        let buffers = [
+            &ctx.params(label, self.params),
+            self.input,
+            &ctx.storage(label, &tensor_values(label, self.weight)?),
+            &ctx.storage(label, &tensor_values(label, self.bias)?),
+            &output,
+        ];
+        let dispatch = Dispatch::new(ctx, label, self.pipeline, &buffers, self.groups);
+        Ok((output, dispatch))
+    }
 }

@@ -4,8 +4,8 @@
 use candle_core::Tensor;
 use skinlens_core::nn::Activation;
 
-use super::{relu6_flag, FeatureShape, Kernels};
-use crate::dispatch::{grid_dimension, tensor_values, word};
+use super::{conv_params, FeatureShape, Kernels, WeightedDispatch};
+use crate::dispatch::grid_dimension;
 use crate::{Dispatch, GpuContext, GpuError, Result};
 
 /// Output rows and columns per workgroup (`TILE` in pointwise.wgsl).
@@ -44,26 +44,23 @@ impl PointwiseConv {
         }
         let c_out = dims[0];
         let output_shape = FeatureShape::new(c_out, input_shape.height, input_shape.width);
-        let params = [c_out, input_shape.channels, input_shape.pixels()]
-            .iter()
-            .map(|&v| word(label, v))
-            .chain([Ok(relu6_flag(activation))])
-            .collect::<Result<Vec<u32>>>()?;
-
-        let output = ctx.activation(label, output_shape.len());
-        let buffers = [
-            &ctx.params(label, &params),
+        let sizes = [c_out, input_shape.channels, input_shape.pixels()];
+        let (output, dispatch) = WeightedDispatch {
+            label,
+            pipeline: &kernels.pointwise,
+            params: &conv_params(label, &sizes, activation)?,
             input,
-            &ctx.storage(label, &tensor_values(label, weight)?),
-            &ctx.storage(label, &tensor_values(label, bias)?),
-            &output,
-        ];
-        let groups = [
-            grid_dimension(ctx, label, input_shape.pixels().div_ceil(TILE))?,
-            grid_dimension(ctx, label, c_out.div_ceil(TILE))?,
-            1,
-        ];
-        let dispatch = Dispatch::new(ctx, label, &kernels.pointwise, &buffers, groups);
+            weight,
+            bias,
+            output_len: output_shape.len(),
+            // One workgroup per TILE×TILE block of the [C_out, H·W] output.
+            groups: [
+                grid_dimension(ctx, label, input_shape.pixels().div_ceil(TILE))?,
+                grid_dimension(ctx, label, c_out.div_ceil(TILE))?,
+                1,
+            ],
+        }
+        .build(ctx)?;
         Ok(Self { output, output_shape, dispatch })
     }
 

@@ -20,7 +20,7 @@ impl ResidualAdd {
         len: usize,
     ) -> Result<Self> {
         let params = ctx.params(label, &[word(label, len)?]);
-        let groups = linear_grid(ctx, label, len, 64)?;
+        let groups = linear_grid(ctx, label, len)?;
         let dispatch = Dispatch::new(ctx, label, &kernels.residual_add, &[&params, skip, output], groups);
         Ok(Self { dispatch })
     }
