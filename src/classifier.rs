@@ -29,6 +29,20 @@ impl Classification {
         best
     }
 
+    /// The average answer over views of one image: mean probabilities (they still sum to 1)
+    /// and mean logits. `answers` must not be empty and must share their class list.
+    pub fn mean(answers: &[Classification]) -> Classification {
+        let n = answers.len() as f32;
+        let average = |pick: fn(&Classification) -> &[f32]| -> Vec<f32> {
+            let mut sum = vec![0f32; pick(&answers[0]).len()];
+            for a in answers {
+                sum.iter_mut().zip(pick(a)).for_each(|(s, v)| *s += v);
+            }
+            sum.into_iter().map(|s| s / n).collect()
+        };
+        Classification { classes: answers[0].classes.clone(), probabilities: average(|a| &a.probabilities), logits: average(|a| &a.logits) }
+    }
+
     /// `(class, probability)` from most to least probable.
     pub fn ranked(&self) -> Vec<(&str, f32)> {
         let mut ranked: Vec<_> = self.classes.iter().map(String::as_str).zip(self.probabilities.iter().copied()).collect();
@@ -76,10 +90,22 @@ impl Classifier {
         preprocess::input_tensor(&[&image.model_view], &self.device)
     }
 
-    /// Input tensor `[N, 3, S, S]` → one classification per image.
+    /// The views the model's test-time augmentation runs for `input`, the input itself first.
+    pub fn views(&self, input: &Tensor) -> Result<Vec<Tensor>> {
+        self.metadata.tta.views(input)
+    }
+
+    /// Input tensor `[N, 3, S, S]` → one classification per image, averaged over the model's
+    /// test-time views.
     pub fn classify_tensor(&self, input: &Tensor) -> Result<Vec<Classification>> {
-        let logits = self.model.forward(input)?;
-        self.from_logits(&logits)
+        let per_view = self.views(input)?.iter().map(|view| self.classify_view(view)).collect::<Result<Vec<_>>>()?;
+        let images = per_view[0].len();
+        Ok((0..images).map(|i| Classification::mean(&per_view.iter().map(|v| v[i].clone()).collect::<Vec<_>>())).collect())
+    }
+
+    /// One pass of the network on exactly this input (no test-time views).
+    pub fn classify_view(&self, input: &Tensor) -> Result<Vec<Classification>> {
+        self.from_logits(&self.model.forward(input)?)
     }
 
     /// Logits `[N, classes]` → calibrated probabilities.

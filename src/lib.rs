@@ -3,16 +3,18 @@
 //!
 //! The data path reads top to bottom:
 //! bytes → [`preprocess::decode`] → [`preprocess::square`] + [`preprocess::resize`]
-//! → [`preprocess::tensor`] → [`model::EfficientNetLite`] → [`classifier`] probabilities.
+//! → [`preprocess::tensor`] → ([`tta`] views) → [`model::EfficientNetLite`] → [`classifier`] probabilities.
 
 pub mod error;
 pub mod labels;
 pub mod preprocess;
 pub mod nn;
 pub mod model;
+pub mod tta;
 pub mod classifier;
 
 pub use classifier::{Classification, Classifier};
 pub use error::{Error, Result};
 pub use labels::{ClassInfo, HAM10000_CLASSES};
+pub use tta::TestTimeAugmentation;
 pub use model::{EfficientNetLite, FoldedNetwork, ModelConfig};

@@ -80,6 +80,7 @@ export function cardRows(card, description) {
     ['Measured', describeMetrics(metrics) ?? (untrained ? 'not measured (untrained)' : unstated)],
     ['On', asText(pick(metrics, 'split', 'measured_on'))],
     ['Calibration', description && description.temperature !== 1 ? `softmax temperature ${description.temperature.toFixed(3)}` : undefined],
+    ['Views', meta['skinlens.tta'] === 'flips' ? 'each answer averages the image and its three mirror images (4 passes)' : undefined],
     ['Weights', asText(pick(weights, 'base', 'source'))],
     ['Licence', asText(pick(licences, 'data', 'model')) ?? asText(pick(card, 'licence', 'license')) ?? meta['skinlens.licence']],
     ['Weights licence', asText(pick(licences, 'base_weights') ?? pick(weights, 'licence', 'license'))],

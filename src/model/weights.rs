@@ -19,6 +19,7 @@ use safetensors::SafeTensors;
 use super::{BlockSpec, ModelConfig};
 use crate::labels::HAM10000_CLASSES;
 use crate::nn::BatchNormParams;
+use crate::tta::TestTimeAugmentation;
 use crate::{Error, Result};
 
 /// Metadata keys skinlens reads and writes.
@@ -29,6 +30,7 @@ pub mod keys {
     pub const UNTRAINED: &str = "skinlens.untrained";
     pub const TEMPERATURE: &str = "skinlens.temperature";
     pub const INPUT_SIZE: &str = "skinlens.input_size";
+    pub const TTA: &str = "skinlens.tta";
 }
 
 /// A convolution with BatchNorm folded in.
@@ -56,6 +58,8 @@ pub struct ModelMetadata {
     pub untrained: bool,
     /// Softmax temperature fitted on validation (1.0 when not calibrated).
     pub temperature: f32,
+    /// The views every answer averages over (chosen on validation at export).
+    pub tta: TestTimeAugmentation,
     /// Every metadata entry of the file, for model cards.
     pub raw: HashMap<String, String>,
 }
@@ -154,6 +158,11 @@ impl FoldedNetwork {
                     .ok_or_else(|| Error::Weights(format!("bad {}: `{t}`", keys::TEMPERATURE)))?,
                 None => 1.0,
             },
+            tta: match raw.get(keys::TTA) {
+                Some(v) => TestTimeAugmentation::parse(v)
+                    .ok_or_else(|| Error::Weights(format!("bad {}: `{v}` (expected none or flips)", keys::TTA)))?,
+                None => TestTimeAugmentation::None,
+            },
             classes,
             raw,
         };
@@ -238,6 +247,7 @@ impl FoldedNetwork {
         info.insert(keys::BATCHNORM.into(), "folded".into());
         info.insert(keys::TEMPERATURE.into(), self.metadata.temperature.to_string());
         info.insert(keys::UNTRAINED.into(), self.metadata.untrained.to_string());
+        info.insert(keys::TTA.into(), self.metadata.tta.as_str().into());
         let tensors = self
             .named_tensors()
             .into_iter()

@@ -1,4 +1,4 @@
-//! Several models (weighted) and flip test-time augmentation behind one `probabilities` call,
+//! Several models (weighted), each with its test-time views, behind one `probabilities` call,
 //! shared by `predict` and `evaluate`.
 
 use std::path::PathBuf;
@@ -6,16 +6,36 @@ use std::path::PathBuf;
 use anyhow::{ensure, Context, Result};
 use candle_core::{Device, Tensor};
 use skinlens_core::preprocess::{input_tensor, PreparedImage};
-use skinlens_core::Classifier;
+use skinlens_core::{Classifier, TestTimeAugmentation};
 
 use crate::model_file;
 
-/// The flips averaged by test-time augmentation: identity, horizontal, vertical, both.
-const TTA_FLIPS: [&[usize]; 4] = [&[], &[3], &[2], &[2, 3]];
+/// `--tta`: each model's own test-time views (chosen on validation at export), or one rule
+/// for all of them.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TtaChoice {
+    /// What each model file declares.
+    #[default]
+    Model,
+    /// Average over the image and its three mirror images (4 passes per image).
+    Flips,
+    /// One pass per image.
+    None,
+}
+
+impl TtaChoice {
+    fn for_model(self, classifier: &Classifier) -> TestTimeAugmentation {
+        match self {
+            Self::Model => classifier.metadata().tta,
+            Self::Flips => TestTimeAugmentation::Flips,
+            Self::None => TestTimeAugmentation::None,
+        }
+    }
+}
 
 pub struct Ensemble {
     members: Vec<(Classifier, f32)>,
-    tta: bool,
+    tta: TtaChoice,
     pub classes: Vec<String>,
     pub input_size: u32,
     /// Any member with an untrained head.
@@ -25,7 +45,7 @@ pub struct Ensemble {
 
 impl Ensemble {
     /// `specs` are `PATH[:WEIGHT]`; none means the built-in model.
-    pub fn load(specs: &[String], tta: bool) -> Result<Self> {
+    pub fn load(specs: &[String], tta: TtaChoice) -> Result<Self> {
         let specs: Vec<(Option<PathBuf>, f32)> = if specs.is_empty() {
             vec![(None, 1.0)]
         } else {
@@ -37,7 +57,11 @@ impl Ensemble {
         for (path, weight) in specs {
             let loaded = model_file::load(path.as_deref())?;
             let classifier = Classifier::from_network(&loaded.network).with_context(|| loaded.source.clone())?;
-            sources.push(format!("{} ×{:.2}", loaded.source, weight / total));
+            let views = match tta.for_model(&classifier) {
+                TestTimeAugmentation::None => String::new(),
+                TestTimeAugmentation::Flips => ", flip TTA".to_string(),
+            };
+            sources.push(format!("{} ×{:.2}{views}", loaded.source, weight / total));
             members.push((classifier, weight / total));
         }
         let first = &members[0].0;
@@ -47,22 +71,22 @@ impl Ensemble {
             ensure!(member.input_size() == input_size, "ensemble members must share their input size");
         }
         let untrained = members.iter().any(|(m, _)| m.metadata().untrained);
-        let description = format!("{}{}", sources.join(" + "), if tta { ", flip TTA" } else { "" });
+        let description = sources.join(" + ");
         Ok(Self { members, tta, classes, input_size, untrained, description })
     }
 
-    /// Weighted mean of each member's calibrated probabilities (and of the flips with TTA).
+    /// Weighted mean of each member's calibrated probabilities, each averaged over its views.
     pub fn probabilities(&self, images: &[&PreparedImage]) -> Result<Vec<Vec<f32>>> {
         let views: Vec<_> = images.iter().map(|p| &p.model_view).collect();
         let input = input_tensor(&views, &Device::Cpu)?;
-        let flips: &[&[usize]] = if self.tta { &TTA_FLIPS } else { &TTA_FLIPS[..1] };
         let mut sum: Option<Tensor> = None;
         for (classifier, weight) in &self.members {
-            for dims in flips {
-                let x = if dims.is_empty() { input.clone() } else { input.flip(dims)? };
-                let logits = classifier.model().forward(&x)?;
+            let views = self.tta.for_model(classifier).views(&input)?;
+            let share = f64::from(*weight) / views.len() as f64;
+            for x in &views {
+                let logits = classifier.model().forward(x)?;
                 let scaled = (logits / f64::from(classifier.metadata().temperature))?;
-                let p = (candle_nn::ops::softmax_last_dim(&scaled)? * f64::from(*weight / flips.len() as f32))?;
+                let p = (candle_nn::ops::softmax_last_dim(&scaled)? * share)?;
                 sum = Some(match sum {
                     Some(s) => (s + p)?,
                     None => p,

@@ -17,7 +17,7 @@ use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits, Prep
 use crate::data::dataset::DataArgs;
 use crate::data::images::locate;
 use crate::data::records::{Record, Skips};
-use crate::ensemble::Ensemble;
+use crate::ensemble::{Ensemble, TtaChoice};
 use crate::metrics::bootstrap::{lesion_bootstrap, Interval};
 use crate::metrics::calibration::expected_calibration_error;
 use crate::metrics::classification::{evaluate as score, Report};
@@ -28,9 +28,10 @@ pub struct EvaluateArgs {
     /// Model file; repeat as PATH:WEIGHT for a weighted ensemble. Default: the shipped model.
     #[arg(long = "model", value_name = "PATH[:WEIGHT]")]
     pub models: Vec<String>,
-    /// Average over horizontal and vertical flips.
-    #[arg(long)]
-    pub tta: bool,
+    /// Test-time views: `model` (what the model file declares), `flips` (the image and its
+    /// three mirror images, 4 passes), `none`; e.g. `--tta=none`. A bare `--tta` means flips.
+    #[arg(long, value_enum, default_value_t = TtaChoice::Model, num_args = 0..=1, require_equals = true, default_missing_value = "flips")]
+    pub tta: TtaChoice,
     /// A training run folder: evaluate on its split (split.json) with its data options.
     #[arg(long, value_name = "DIR")]
     pub run: Option<PathBuf>,

@@ -15,9 +15,9 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 use skinlens_core::preprocess::{input_tensor, PreparedImage};
-use skinlens_core::{Classifier, FoldedNetwork};
+use skinlens_core::{Classifier, FoldedNetwork, TestTimeAugmentation};
 
-use crate::ensemble::Ensemble;
+use crate::ensemble::{Ensemble, TtaChoice};
 use crate::evaluate::{assess, ensemble_probabilities, load_labelled, print_summary, run_part, Evaluation};
 use crate::metrics::calibration::{expected_calibration_error, fit_temperature, softmax_t};
 use crate::metrics::classification::evaluate as score;
@@ -56,6 +56,10 @@ pub struct ExportArgs {
     /// write-up) with this one (0.4), both as trained, against the checkpoint alone.
     #[arg(long, value_name = "SAFETENSORS")]
     pub ensemble_with: Option<PathBuf>,
+    /// Test-time views written into the model: `auto` (flips when they raise validation
+    /// balanced accuracy), `flips` or `none`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "flips", "none"])]
+    pub tta: String,
 }
 
 /// The class mix training drew: n_c^(1 − over_rate), normalised (see `data::sampler`).
@@ -179,13 +183,29 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
 
     // Everything below scores the file just written, through the same code as `evaluate`.
     let spec = vec![args.out.display().to_string()];
-    let plain = Ensemble::load(&spec, false)?;
-    let tta = Ensemble::load(&spec, true)?;
+    let flips = Ensemble::load(&spec, TtaChoice::Flips)?;
     // The written file's validation probabilities were computed above (f16 or f32 weights).
     let written = if dtype == DType::F16 { f16_probs.clone() } else { val_after.clone() };
     let val_plain = assess(written, &val.records, &classes, 0, String::new(), "val", &val.skips);
-    let val_tta = assess(ensemble_probabilities(&tta, &val.images, 32)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
+    let val_tta = assess(ensemble_probabilities(&flips, &val.images, 32)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
     eprintln!("flip TTA on validation: balanced accuracy {:.4} → {:.4}, macro AUC {:.4} → {:.4}", val_plain.metrics.balanced_accuracy, val_tta.metrics.balanced_accuracy, val_plain.metrics.macro_auc, val_tta.metrics.macro_auc);
+    let views = match args.tta.as_str() {
+        "flips" => TestTimeAugmentation::Flips,
+        "none" => TestTimeAugmentation::None,
+        _ if val_tta.metrics.balanced_accuracy > val_plain.metrics.balanced_accuracy => TestTimeAugmentation::Flips,
+        _ => TestTimeAugmentation::None,
+    };
+    let model_bytes = if views == TestTimeAugmentation::None {
+        model_bytes
+    } else {
+        // The same weights again, now declaring their views: every front end reads them.
+        net.metadata.tta = views;
+        let bytes = net.to_safetensors(dtype, &extra)?;
+        std::fs::write(&args.out, &bytes).with_context(|| format!("{}: cannot write the model", args.out.display()))?;
+        bytes
+    };
+    eprintln!("test-time views: {} (--tta {})", views.as_str(), args.tta);
+    let shipped = Ensemble::load(&spec, TtaChoice::Model)?;
 
     let ensemble_check = match &args.ensemble_with {
         Some(other) => {
@@ -213,7 +233,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
 
     let (test_records, _) = run_part(&args.run, "test", &classes)?;
     let test = load_labelled(&test_records, &data.roots(), size as u32)?;
-    let test_eval = assess(ensemble_probabilities(&plain, &test.images, 32)?, &test.records, &classes, args.bootstrap, args.out.display().to_string(), "test", &test.skips);
+    let test_eval = assess(ensemble_probabilities(&shipped, &test.images, 32)?, &test.records, &classes, args.bootstrap, args.out.display().to_string(), "test", &test.skips);
     print_summary(&test_eval);
 
     let stem = args.out.with_extension("");
@@ -288,6 +308,14 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             "training_prior": log_prior.iter().map(|l| l.exp()).collect::<Vec<_>>(),
             "validation_balanced_accuracy_by_tau": grid.iter().map(|(t, b)| json!({"tau": t, "balanced_accuracy": b})).collect::<Vec<_>>(),
         },
+        "test_time_augmentation": {
+            "views": views.as_str(),
+            "passes_per_image": views.view_count(),
+            "method": "mean of the calibrated probabilities of the image and its left-right, top-bottom and 180° mirror images",
+            "choice": format!("--tta {}: flips when they raise validation balanced accuracy", args.tta),
+            "validation_balanced_accuracy": {"one_pass": val_plain.metrics.balanced_accuracy, "flips": val_tta.metrics.balanced_accuracy},
+            "validation_macro_auc": {"one_pass": val_plain.metrics.macro_auc, "flips": val_tta.metrics.macro_auc},
+        },
         "calibration": {
             "method": "temperature scaling fitted on the validation split (negative log-likelihood)",
             "temperature": temperature,
@@ -300,10 +328,12 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             "balanced_accuracy": val_plain.metrics.balanced_accuracy,
             "macro_auc": val_plain.metrics.macro_auc,
             "flip_tta": {"balanced_accuracy": val_tta.metrics.balanced_accuracy, "macro_auc": val_tta.metrics.macro_auc},
+            "note": "balanced_accuracy and macro_auc are one pass per image; flip_tta averages the image and its three mirror images",
             "ensemble": ensemble_check,
         },
         "metrics": {
             "split": "lesion-grouped TEST split of HAM10000 (never used for training or for choosing any setting)",
+            "test_time_views": views.as_str(),
             "confidence_intervals": format!("95% percentile bootstrap over lesions, {} rounds", args.bootstrap),
             "test": evaluation_json(&test_eval),
             "official_isic2018_test": null,

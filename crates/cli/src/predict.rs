@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use skinlens_core::labels::{isic2018_permutation, ISIC2018_COLUMNS};
 use skinlens_core::preprocess::PreparedImage;
 
-use crate::ensemble::Ensemble;
+use crate::ensemble::{Ensemble, TtaChoice};
 use crate::inputs;
 
 #[derive(clap::Args)]
@@ -30,9 +30,10 @@ pub struct PredictArgs {
     /// Print one JSON object per image (JSON Lines) instead of text.
     #[arg(long)]
     json: bool,
-    /// Average over horizontal and vertical flips (4 passes per image).
-    #[arg(long)]
-    tta: bool,
+    /// Test-time views: `model` (what the model file declares), `flips` (the image and its
+    /// three mirror images, 4 passes), `none`; e.g. `--tta=none`. A bare `--tta` means flips.
+    #[arg(long, value_enum, default_value_t = TtaChoice::Model, num_args = 0..=1, require_equals = true, default_missing_value = "flips")]
+    tta: TtaChoice,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     batch: u16,

@@ -125,3 +125,35 @@ fn a_missing_model_file_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/model.safetensors") && stderr.contains("cannot read"), "{stderr}");
 }
+
+#[test]
+fn a_model_declaring_flip_views_answers_as_forced_flips_do() {
+    let image = a_real_image();
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/skinlens.safetensors");
+    let mut net = skinlens_core::FoldedNetwork::from_safetensors(&std::fs::read(&shipped).unwrap()).unwrap();
+    let dir = scratch("tta");
+    let write = |net: &skinlens_core::FoldedNetwork, name: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, net.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap()).unwrap();
+        path
+    };
+    net.metadata.tta = skinlens_core::TestTimeAugmentation::None;
+    let one_pass = write(&net, "one-pass.safetensors");
+    net.metadata.tta = skinlens_core::TestTimeAugmentation::Flips;
+    let declares_flips = write(&net, "flips.safetensors");
+    let answer = |args: &[&str]| -> serde_json::Value {
+        let out = skinlens(&[&["predict", "--json"], args, &[image.to_str().unwrap()]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json_lines(&out.stdout)[0]["probabilities"].clone()
+    };
+    let declared = answer(&["--model", declares_flips.to_str().unwrap()]);
+    let forced = answer(&["--model", one_pass.to_str().unwrap(), "--tta"]);
+    let plain = answer(&["--model", declares_flips.to_str().unwrap(), "--tta=none"]);
+    let mut differs = 0.0f64;
+    for code in ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"] {
+        let (d, f, p) = (declared[code].as_f64().unwrap(), forced[code].as_f64().unwrap(), plain[code].as_f64().unwrap());
+        assert!((d - f).abs() < 1e-6, "{code}: declared flips {d} vs --tta {f}");
+        differs = differs.max((d - p).abs());
+    }
+    assert!(differs > 1e-6, "four views should not give exactly the one-pass answer");
+}

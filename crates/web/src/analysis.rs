@@ -106,12 +106,17 @@ pub fn analyse(classifier: &Classifier, bytes: &[u8], clock: &impl Clock) -> ski
     drop(decoded);
     let input = classifier.input(&prepared)?;
     let t2 = clock.now_ms();
-    // The same operations as `Classifier::classify_tensor` (features → pool → linear → softmax),
-    // split so the head features can also feed the activation map without a second pass.
+    // The same operations as `Classifier::classify_tensor` (per view: features → pool → linear
+    // → softmax; then the mean), split so the first view's head features can also feed the
+    // activation map without a second pass.
     let model = classifier.model();
-    let features = model.features(&input)?;
-    let logits = model.classify_features(&features)?;
-    let classification = first(classifier.from_logits(&logits)?)?;
+    let views = classifier.views(&input)?;
+    let features = model.features(&views[0])?;
+    let mut answers = vec![first(classifier.from_logits(&model.classify_features(&features)?)?)?];
+    for view in &views[1..] {
+        answers.push(first(classifier.classify_view(view)?)?);
+    }
+    let classification = Classification::mean(&answers);
     let t3 = clock.now_ms();
     let cam = activation_map(classifier, &features, classification.top(), &classification)?;
     let t4 = clock.now_ms();

@@ -134,7 +134,8 @@ async fn self_check(engine: &GpuEngine, classifier: &Classifier) -> Result<f32, 
     let size = engine.input_size();
     let input = self_check_input(size);
     let tensor = Tensor::from_vec(input.clone(), (1, 3, size, size), &Device::Cpu).map_err(|e| e.to_string())?;
-    let cpu = classifier.classify_tensor(&tensor).map_err(|e| format!("CPU self-check failed: {e}"))?;
+    // One pass each: the engines are compared, not the model's test-time views.
+    let cpu = classifier.classify_view(&tensor).map_err(|e| format!("CPU self-check failed: {e}"))?;
     let cpu = cpu.first().ok_or("CPU self-check gave no result")?;
     let gpu = engine.classify(&input).await.map_err(|e| e.to_string())?;
     if gpu.probabilities.len() != cpu.probabilities.len() {
@@ -159,18 +160,27 @@ async fn analyse_on_gpu(
     let t1 = clock.now_ms();
     let prepared = prepare_decoded(&decoded, classifier.input_size());
     drop(decoded);
-    let input = classifier.input(&prepared)?.flatten_all()?.to_vec1::<f32>()?;
+    let views = classifier
+        .views(&classifier.input(&prepared)?)?
+        .iter()
+        .map(|view| view.flatten_all()?.to_vec1::<f32>())
+        .collect::<candle_core::Result<Vec<_>>>()?;
     let t2 = clock.now_ms();
-    let (output, features) = match engine.classify_with_features(&input).await {
+    // The first view (the image itself) also yields the features for the activation map.
+    let (output, features) = match engine.classify_with_features(&views[0]).await {
         Ok(result) => result,
         Err(e) => return Ok(Err(e)),
     };
+    let as_answer = |probabilities, logits| Classification { classes: classifier.metadata().classes.clone(), probabilities, logits };
+    let mut answers = vec![as_answer(output.probabilities, output.logits)];
+    for view in &views[1..] {
+        match engine.classify(view).await {
+            Ok(output) => answers.push(as_answer(output.probabilities, output.logits)),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
     let t3 = clock.now_ms();
-    let classification = Classification {
-        classes: classifier.metadata().classes.clone(),
-        probabilities: output.probabilities,
-        logits: output.logits,
-    };
+    let classification = Classification::mean(&answers);
     let shape = engine.head_shape();
     let features = Tensor::from_vec(features, (1, shape.channels, shape.height, shape.width), &Device::Cpu)?;
     let cam = analysis::activation_map(classifier, &features, classification.top(), &classification)?;

@@ -102,3 +102,25 @@ fn a_bad_image_is_an_error_and_keeps_the_gpu() {
     assert!(!error.to_string().is_empty());
     assert_eq!(session.backend(), GPU_BACKEND_ID, "a bad file is not a GPU failure");
 }
+
+#[test]
+fn a_model_with_flip_views_averages_them_on_the_gpu_as_on_the_cpu() {
+    let mut net = skinlens_core::FoldedNetwork::from_safetensors(&model_bytes()).unwrap();
+    net.metadata.tta = skinlens_core::TestTimeAugmentation::Flips;
+    let flips = net.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap();
+    let session = pollster::block_on(GpuSession::start(&flips, true, None)).unwrap();
+    assert_eq!(session.backend(), GPU_BACKEND_ID);
+    let (cpu, one_pass) = (Classifier::from_safetensors(&flips).unwrap(), Classifier::from_safetensors(&model_bytes()).unwrap());
+    let clock = TickingClock(Default::default());
+    let bytes = &images()[1];
+    let on_gpu = pollster::block_on(session.analyse(bytes, &clock)).unwrap();
+    let on_cpu = analyse(&cpu, bytes, &clock).unwrap();
+    assert_eq!(on_gpu.backend, GPU_BACKEND_ID);
+    let diff = max_prob_diff(&on_gpu, &on_cpu);
+    println!("flip views, GPU vs CPU: max|Δprob| = {diff:.3e}");
+    assert!(diff <= 1e-4, "max|Δprob| {diff}");
+    let single = analyse(&one_pass, bytes, &clock).unwrap();
+    assert!(max_prob_diff(&on_cpu, &single) > 1e-6, "four views should not give exactly the one-pass answer");
+    // The activation map is the image's own (first view), as with one pass.
+    assert_eq!(on_cpu.cam.values, single.cam.values);
+}
