@@ -4,8 +4,8 @@
 # split stays untouched). Resumable: rerun to continue. A report, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RATES=${RATES:-0 0.5}
-EPOCHS=${EPOCHS:-4}
+RATES=${RATES:-0 0.5 1}
+EPOCHS=${EPOCHS:-3}
 SIZE=${SIZE:-128}
 DATA=${DATA:-../shared/data/ham10000}
 BASE=${BASE:-../shared/reference/effnet_lite0.safetensors}
