@@ -53,11 +53,11 @@ pub fn split(records: &[Record], classes: &[String], plan: &SplitPlan) -> Result
     }
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
     let (mut train, mut val, mut test) = (HashSet::new(), HashSet::new(), HashSet::new());
-    for class in 0..classes.len() {
+    for (class, class_name) in classes.iter().enumerate() {
         // BTreeMap order: the same lesions in the same order on every run, then a seeded shuffle.
         let mut lesions: Vec<&str> = lesion_label.iter().filter(|(_, &l)| l == class).map(|(id, _)| *id).collect();
         if lesions.is_empty() {
-            bail!("class {} has no images", classes[class]);
+            bail!("class {class_name} has no images");
         }
         lesions.shuffle(&mut rng);
         let n = lesions.len();

@@ -15,9 +15,8 @@ fn random_tensors() -> Result<HashMap<String, Tensor>> {
     let mut tensors = HashMap::new();
     let names = super::network::layout_for_tests(&config);
     for (name, shape) in names {
-        let t = if name.ends_with("running_var") {
-            Tensor::rand(0.5f32, 1.5, shape, &Device::Cpu)?
-        } else if name.ends_with("_bn0.weight") || name.ends_with("_bn1.weight") || name.ends_with("_bn2.weight") {
+        let positive = name.ends_with("running_var") || ["_bn0.weight", "_bn1.weight", "_bn2.weight"].iter().any(|s| name.ends_with(s));
+        let t = if positive {
             Tensor::rand(0.5f32, 1.5, shape, &Device::Cpu)?
         } else {
             (Tensor::randn(0f32, 1.0, shape, &Device::Cpu)? * 0.3)?

@@ -32,8 +32,13 @@ pub struct TrainableNetwork {
     pub device: Device,
 }
 
+/// Conv weight names with their shapes.
+type ConvShapes = Vec<(String, Vec<usize>)>;
+/// BatchNorm prefixes with their channel counts.
+type NormChannels = Vec<(String, usize)>;
+
 /// Every BatchNorm prefix with its channel count, and every conv weight with its shape.
-fn layout(config: &ModelConfig) -> (Vec<(String, Vec<usize>)>, Vec<(String, usize)>) {
+fn layout(config: &ModelConfig) -> (ConvShapes, NormChannels) {
     let mut convs = vec![("_conv_stem".to_string(), vec![config.stem_channels, 3, 3, 3])];
     let mut bns = vec![("_bn0".to_string(), config.stem_channels)];
     for (i, b) in config.blocks.iter().enumerate() {
