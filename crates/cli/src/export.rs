@@ -252,8 +252,9 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         "version": args.version,
         "untrained": false,
         "summary": format!(
-            "EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 at {} px. Balanced multiclass accuracy {:.3} (95% CI {:.3}–{:.3}) on a held-out, lesion-grouped 20% test split of HAM10000 — not the official ISIC 2018 test set, on which scores are expected to be lower.",
+            "EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 at {} px{}. Balanced multiclass accuracy {:.3} (95% CI {:.3}–{:.3}) on a held-out, lesion-grouped 20% test split of HAM10000 — not the official ISIC 2018 test set, on which scores are expected to be lower.",
             size,
+            if views == TestTimeAugmentation::Flips { "; each answer averages the image and its three mirror images" } else { "" },
             test_eval.metrics.balanced_accuracy,
             test_eval.confidence_intervals.as_ref().map_or(f64::NAN, |c| c.balanced_accuracy.low),
             test_eval.confidence_intervals.as_ref().map_or(f64::NAN, |c| c.balanced_accuracy.high)
