@@ -115,10 +115,11 @@ fn an_exported_model_gives_the_trainers_validation_probabilities() {
     let model = out.join("model.safetensors");
     skinlens(&[
         "export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap(), "--card", out.join("card.json").to_str().unwrap(),
-        "--dtype", "f32", "--prior-correction", "0", "--bootstrap", "20",
+        "--dtype", "f32", "--prior-correction", "0", "--tta", "none", "--bootstrap", "20",
     ]);
     let card = json(&out.join("card.json"));
     assert_eq!(card["untrained"], false);
+    assert_eq!(card["test_time_augmentation"]["views"], "none", "one pass, as the trainer validates");
     assert!(card["metrics"]["test"]["metrics"]["balanced_accuracy"].as_f64().is_some());
     let temperature = card["calibration"]["temperature"].as_f64().unwrap();
     // The trainer's own validation probabilities (temperature 1) of the checkpoint exported.
