@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (0..n)
             .map(|_| {
                 let t = Instant::now();
-                classifier.classify_tensor(&input)?;
+                classifier.classify_view(&input)?;
                 Ok(t.elapsed().as_secs_f64() * 1e3)
             })
             .collect()
@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cpu = time_cpu(iters)?;
 
     let gpu_out = pollster::block_on(engine.classify(&input_values))?;
-    let cpu_out = classifier.classify_tensor(&input)?.remove(0);
+    let cpu_out = classifier.classify_view(&input)?.remove(0);
     let max_diff = gpu_out.probabilities.iter().zip(&cpu_out.probabilities).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

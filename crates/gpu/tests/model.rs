@@ -138,7 +138,7 @@ fn compare_on_images(model_name: &str, net: &FoldedNetwork) -> f32 {
     for (dx, path) in one_image_per_class() {
         let image = preprocess::prepare(&read_bytes(path.clone()), size).unwrap();
         let input = preprocess::input_tensor(&[&image.model_view], &Device::Cpu).unwrap();
-        let cpu = classifier.classify_tensor(&input).unwrap().remove(0);
+        let cpu = classifier.classify_view(&input).unwrap().remove(0);
         let gpu_out = pollster::block_on(gpu_engine.classify(&values(&input))).unwrap();
         let diff = max_abs_diff(&gpu_out.probabilities, &cpu.probabilities);
         let logit_diff = max_abs_diff(&gpu_out.logits, &cpu.logits);
@@ -176,7 +176,7 @@ fn self_check_input_agrees_and_the_engine_is_reusable() {
     let gpu_engine = engine(&net);
     let check = self_check_input(224);
     assert_eq!(check.len(), gpu_engine.input_len());
-    let cpu = classifier.classify_tensor(&nchw(check.clone(), 224)).unwrap().remove(0);
+    let cpu = classifier.classify_view(&nchw(check.clone(), 224)).unwrap().remove(0);
     let first = pollster::block_on(gpu_engine.classify(&check)).unwrap();
     let diff = max_abs_diff(&first.probabilities, &cpu.probabilities);
     println!("self-check input: max|Δprob| = {diff:.3e}");
