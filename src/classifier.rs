@@ -5,6 +5,7 @@ use candle_core::{Device, Tensor};
 
 use crate::model::{EfficientNetLite, FoldedNetwork, ModelMetadata};
 use crate::preprocess::{self, PreparedImage};
+use crate::tta::TestTimeAugmentation;
 use crate::Result;
 
 /// One image's answer.
@@ -98,7 +99,13 @@ impl Classifier {
     /// Input tensor `[N, 3, S, S]` → one classification per image, averaged over the model's
     /// test-time views.
     pub fn classify_tensor(&self, input: &Tensor) -> Result<Vec<Classification>> {
-        let per_view = self.views(input)?.iter().map(|view| self.classify_view(view)).collect::<Result<Vec<_>>>()?;
+        self.classify_with_views(input, self.metadata.tta)
+    }
+
+    /// As [`classify_tensor`](Self::classify_tensor), averaged over the given views instead of
+    /// the model's own (e.g. `predict --tta=none`).
+    pub fn classify_with_views(&self, input: &Tensor, views: TestTimeAugmentation) -> Result<Vec<Classification>> {
+        let per_view = views.views(input)?.iter().map(|view| self.classify_view(view)).collect::<Result<Vec<_>>>()?;
         let images = per_view[0].len();
         Ok((0..images).map(|i| Classification::mean(&per_view.iter().map(|v| v[i].clone()).collect::<Vec<_>>())).collect())
     }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{ensure, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use skinlens_core::preprocess::{input_tensor, PreparedImage};
 use skinlens_core::{Classifier, TestTimeAugmentation};
 
@@ -75,24 +75,18 @@ impl Ensemble {
         Ok(Self { members, tta, classes, input_size, untrained, description })
     }
 
-    /// Weighted mean of each member's calibrated probabilities, each averaged over its views.
+    /// Weighted mean of each member's calibrated probabilities, each averaged over its views
+    /// (the core's `Classifier::classify_with_views`, as the page computes them).
     pub fn probabilities(&self, images: &[&PreparedImage]) -> Result<Vec<Vec<f32>>> {
         let views: Vec<_> = images.iter().map(|p| &p.model_view).collect();
         let input = input_tensor(&views, &Device::Cpu)?;
-        let mut sum: Option<Tensor> = None;
+        let mut sum = vec![vec![0f32; self.classes.len()]; images.len()];
         for (classifier, weight) in &self.members {
-            let views = self.tta.for_model(classifier).views(&input)?;
-            let share = f64::from(*weight) / views.len() as f64;
-            for x in &views {
-                let logits = classifier.model().forward(x)?;
-                let scaled = (logits / f64::from(classifier.metadata().temperature))?;
-                let p = (candle_nn::ops::softmax_last_dim(&scaled)? * share)?;
-                sum = Some(match sum {
-                    Some(s) => (s + p)?,
-                    None => p,
-                });
+            let answers = classifier.classify_with_views(&input, self.tta.for_model(classifier))?;
+            for (total, answer) in sum.iter_mut().zip(&answers) {
+                total.iter_mut().zip(&answer.probabilities).for_each(|(t, p)| *t += weight * p);
             }
         }
-        Ok(sum.expect("at least one member").to_vec2::<f32>()?)
+        Ok(sum)
     }
 }

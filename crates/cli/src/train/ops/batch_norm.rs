@@ -78,9 +78,8 @@ fn inv_std(variance: &[f32]) -> Vec<f32> {
 
 /// The normalisation as a per-channel affine map `z = x·scale + shift`. Forward and backward
 /// both derive it here, so the backward pass recomputes the forward's `z` bit for bit.
-fn affine(gamma: &[f32], beta: &[f32], stats: &BatchStats) -> (Vec<f32>, Vec<f32>) {
-    let istd = inv_std(&stats.variance);
-    let scale: Vec<f32> = gamma.iter().zip(&istd).map(|(g, s)| g * s).collect();
+fn affine(gamma: &[f32], beta: &[f32], stats: &BatchStats, istd: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma.iter().zip(istd).map(|(g, s)| g * s).collect();
     let shift = (0..gamma.len()).map(|ch| beta[ch] - stats.mean[ch] * scale[ch]).collect();
     (scale, shift)
 }
@@ -110,7 +109,7 @@ fn par_filled(len: usize, chunk: usize, fill: impl Fn(usize, &mut [MaybeUninit<f
 pub fn forward_slices(x: &[f32], gamma: &[f32], beta: &[f32], relu6: bool) -> (Vec<f32>, BatchStats) {
     let c = gamma.len();
     let stats = statistics(x, c);
-    let (scale, shift) = affine(gamma, beta, &stats);
+    let (scale, shift) = affine(gamma, beta, &stats, &inv_std(&stats.variance));
     let chunk = ROWS_PER_CHUNK * c;
     let y = par_filled(x.len(), chunk, |i, out| {
         for (yr, xr) in out.chunks_exact_mut(c).zip(x[i * chunk..].chunks_exact(c)) {
@@ -130,7 +129,7 @@ pub fn backward_slices(x: &[f32], grad: &[f32], gamma: &[f32], beta: &[f32], sta
     let c = gamma.len();
     let m = stats.rows as f32;
     let istd = inv_std(&stats.variance);
-    let (scale, shift) = affine(gamma, beta, stats);
+    let (scale, shift) = affine(gamma, beta, stats, &istd);
     let chunk = ROWS_PER_CHUNK * c;
     let mean = &stats.mean[..c];
     let partials: Vec<(Vec<f32>, Vec<f32>)> = x
@@ -257,5 +256,3 @@ mod tests {
         Ok(())
     }
 }
-
-
