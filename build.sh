@@ -4,9 +4,11 @@
 #   ./build.sh            build dist/
 #   ./build.sh --serve    build, then serve dist/ on http://127.0.0.1:${PORT:-8080}/
 #
-# On a fresh machine it installs what it needs: the wasm32 Rust target, wasm-bindgen-cli at
-# exactly the version of the wasm-bindgen crate in Cargo.lock (a mismatch fails at run time),
-# and wasm-opt from npm `binaryen` (crates/web/package-lock.json). Needs rustup/cargo and Node.
+# On a fresh machine it installs what it needs (scripts/install.sh; each step falls back to an
+# unlocked install of the same pinned version when the registry lacks a locked dependency): the
+# wasm32 Rust target, wasm-bindgen-cli at exactly the version of the wasm-bindgen crate in
+# Cargo.lock (a mismatch fails at run time) into .tools/, and wasm-opt from npm `binaryen`
+# (crates/web/package-lock.json). Needs rustup/cargo and Node.
 #
 # The model shipped is models/skinlens.safetensors with models/skinlens.card.json;
 # SKINLENS_MODEL / SKINLENS_CARD point elsewhere (e.g. during development).
@@ -30,24 +32,15 @@ card=${SKINLENS_CARD:-models/skinlens.card.json}
 [[ -f $model ]] || die "no model at $model (train and export one, or set SKINLENS_MODEL)"
 command -v node >/dev/null || die "Node.js is needed (wasm-opt from npm binaryen, the dev server)"
 
-step "Rust target wasm32-unknown-unknown"
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
-  rustup target add wasm32-unknown-unknown
-fi
-
-step "wasm-bindgen-cli, pinned to Cargo.lock"
+step "Tools: the wasm32 target, wasm-bindgen-cli (pinned to Cargo.lock), wasm-opt (npm binaryen)"
+# shellcheck source=scripts/install.sh
+source scripts/install.sh
+install_wasm_target
 bindgen_version=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 [[ -n $bindgen_version ]] || die "wasm-bindgen is not in Cargo.lock"
-if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $bindgen_version" ]]; then
-  # --debug: the CLI only rewrites one module, and an unoptimised build installs in a third of the time.
-  cargo install wasm-bindgen-cli --version "=$bindgen_version" --locked --debug
-fi
-echo "wasm-bindgen $bindgen_version"
-
-step "wasm-opt (npm binaryen)"
-if [[ ! -x crates/web/node_modules/.bin/wasm-opt ]]; then
-  (cd crates/web && npm ci --no-audit --no-fund)
-fi
+install_wasm_bindgen "$bindgen_version"
+install_npm crates/web
+echo "wasm-bindgen $bindgen_version ($WASM_BINDGEN), wasm-opt $(crates/web/node_modules/.bin/wasm-opt --version | cut -d' ' -f3)"
 
 step "Compile crates/web for wasm32 + SIMD128 (release)"
 # .cargo/config.toml carries the target flags; a RUSTFLAGS variable would replace them.
@@ -62,7 +55,7 @@ if [[ -f www/pkg/.fingerprint && "$(cat www/pkg/.fingerprint)" == "$fingerprint"
   echo "www/pkg is up to date"
 else
   rm -rf www/pkg
-  wasm-bindgen --target web --no-typescript --out-dir www/pkg "$compiled"
+  "$WASM_BINDGEN" --target web --no-typescript --out-dir www/pkg "$compiled"
   # The features rustc enables for wasm32 by default, plus SIMD; every browser with wasm SIMD has them all.
   crates/web/node_modules/.bin/wasm-opt -O3 \
     --enable-simd --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int \

@@ -13,16 +13,10 @@ step() { printf '\n=== %s\n' "$*"; }
   exit 1
 }
 
-missing=()
-[[ -x /usr/bin/chromium ]] || missing+=(chromium)
-dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
-dpkg -s libvulkan1 >/dev/null 2>&1 || missing+=(libvulkan1)
-if ((${#missing[@]})); then
-  step "apt-get install ${missing[*]}"
-  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_=sudo
-  $sudo_ apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+step "Debian packages: chromium (browser e2e), mesa-vulkan-drivers + libvulkan1 (wgpu on lavapipe)"
+# shellcheck source=scripts/install.sh
+source scripts/install.sh
+install_apt chromium mesa-vulkan-drivers libvulkan1
 
 step "cargo build --release (CLI, examples)"
 cargo build --release --workspace --bins --examples

@@ -12,17 +12,10 @@ cd "$repo"
 [[ -x target/release/skinlens ]] || { echo "tests/e2e: target/release/skinlens is missing; run cargo build --release first" >&2; exit 1; }
 [[ -d ../shared/data/ham10000/fullres_600x450 ]] || { echo "tests/e2e: ../shared/data/ham10000 is missing" >&2; exit 1; }
 
-chromium=${CHROMIUM:-/usr/bin/chromium}
-if [[ ! -x $chromium ]]; then
-  echo "== installing Debian chromium"
-  sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_=sudo
-  $sudo_ apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q chromium
-fi
-
-if [[ ! -d $here/node_modules/playwright-core ]] || [[ $here/package-lock.json -nt $here/node_modules/.package-lock.json ]]; then
-  echo "== npm ci (tests/e2e)"
-  (cd "$here" && npm ci --no-audit --no-fund)
-fi
+# shellcheck source=../../scripts/install.sh
+source scripts/install.sh
+[[ -n ${CHROMIUM:-} ]] || install_apt chromium
+install_npm "$here"
 
 # Rebuild the site when any of its inputs is newer than the last build.
 stamp=dist/sw.js
