@@ -18,8 +18,8 @@ step "Debian packages: chromium (browser e2e), mesa-vulkan-drivers + libvulkan1 
 source scripts/install.sh
 install_apt chromium mesa-vulkan-drivers libvulkan1
 
-step "cargo build --release (CLI, examples)"
-cargo build --release --workspace --bins --examples
+step "cargo build --release (the README's command: the same artifacts serve the CLI and the tests)"
+cargo build --release
 
 step "cargo test --release --workspace (core parity, decode, CLI, trainer, GPU kernels on lavapipe)"
 cargo test --release --workspace

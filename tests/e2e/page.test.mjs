@@ -40,10 +40,16 @@ function runNativeCli(paths) {
   assert.ok(existsSync(CLI), `${CLI} is missing: build it first (cargo build --release)`);
   let stdout;
   try {
-    stdout = execFileSync(CLI, ['predict', '--json', ...paths], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    // stderr is captured, not shown: the corrupt fixture's error is expected and checked here.
+    stdout = execFileSync(CLI, ['predict', '--json', ...paths], {
+      encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (error) {
-    stdout = error.stdout; // a non-zero exit is expected: one fixture is corrupt
-    if (!stdout) throw error;
+    // A non-zero exit is expected when a fixture is corrupt; it must name that file.
+    const expected = fixtures.filter((f) => f.expectError).map((f) => f.name);
+    if (!error.stdout || expected.length === 0) throw error;
+    for (const name of expected) assert.match(error.stderr, new RegExp(`${name.replace('.', '\\.')}: `));
+    stdout = error.stdout;
   }
   const byName = new Map();
   for (const line of stdout.trim().split('\n')) {

@@ -10,13 +10,14 @@ mod model_file;
 mod plots;
 mod predict;
 mod train;
+mod version;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "skinlens", version, about = "Skin-lesion classifier (HAM10000 / ISIC 2018 Task 3). Not a diagnosis: see a clinician.")]
+#[command(name = "skinlens", version = version::VERSION_TEXT.as_str(), about = "Skin-lesion classifier (HAM10000 / ISIC 2018 Task 3). Not a diagnosis: see a clinician.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

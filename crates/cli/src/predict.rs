@@ -63,7 +63,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
         sinks.csv = Some((writer, permutation));
     }
 
-    let paths = inputs::expand(&args.inputs);
+    let inputs::Inputs { paths, skipped } = inputs::expand(&args.inputs);
     let progress = ProgressBar::new(paths.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
             .expect("valid template"),
@@ -101,6 +101,9 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let total = paths.len();
     if !args.json {
         eprintln!("{} of {total} images classified with {}. Not a diagnosis: see a clinician.", total - failures, ensemble.description);
+    }
+    if let Some(line) = inputs::skipped_summary(&skipped) {
+        eprintln!("{line}");
     }
     if failures > 0 {
         eprintln!("{failures} of {total} files failed (see the errors above)");

@@ -157,3 +157,33 @@ fn a_model_declaring_flip_views_answers_as_forced_flips_do() {
     }
     assert!(differs > 1e-6, "four views should not give exactly the one-pass answer");
 }
+
+#[test]
+fn a_folder_walk_names_the_files_it_skipped() {
+    let dir = scratch("skipped");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::copy(a_real_image(), dir.join("lesion.jpg")).unwrap();
+    std::fs::write(dir.join("drawing.svg"), b"<svg xmlns='http://www.w3.org/2000/svg'/>").unwrap();
+    std::fs::write(dir.join("sub/notes.txt"), b"not an image").unwrap();
+    let out = skinlens(&["predict", "--tta=none", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("1 of 1 images classified"), "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("skipped")).unwrap_or_else(|| panic!("no skipped line: {stderr}"));
+    assert!(line.starts_with("skipped 2 files"), "{line}");
+    assert!(line.contains("drawing.svg") && line.contains("notes.txt"), "{line}");
+
+    // Without anything to skip there is no such line.
+    let out = skinlens(&["predict", "--tta=none", dir.join("lesion.jpg").to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("skipped"));
+}
+
+#[test]
+fn version_names_the_binary_and_the_built_in_model() {
+    let out = skinlens(&["--version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/skinlens.card.json")).unwrap()).unwrap();
+    let expected = format!("skinlens {} (built-in model {})", env!("CARGO_PKG_VERSION"), card["version"].as_str().unwrap());
+    assert_eq!(text.trim(), expected);
+}
