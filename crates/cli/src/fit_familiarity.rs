@@ -153,7 +153,7 @@ pub fn run(args: FitFamiliarityArgs) -> Result<ExitCode> {
     eprintln!("wrote {} ({} bytes; the check adds {} values)", out.display(), written.len(), check.dim() * (check.components() + 1) + check.components());
 
     let summary = json!({
-        "method": "low-rank (probabilistic PCA) Mahalanobis distance on the pooled head features, per dimension",
+        "method": "low-rank (probabilistic PCA) Mahalanobis distance on the square roots of the pooled head features, per dimension",
         "components": check.components(),
         "fitted_on": format!("{} training images of the lesion-grouped split", train.len()),
         "threshold": check.threshold,
