@@ -35,12 +35,28 @@ export async function resultReport({ result, fileName, original, opacity, model,
     g.fillText(value, x, y, maxWidth);
   };
 
+  /** Word-wrapped text from the current line down; leaves y under the last line. */
+  const paragraph = (value, { size = 15, lineHeight = size * 1.35, maxWidth = WIDTH - 2 * MARGIN, ...style } = {}) => {
+    g.font = `${style.weight ?? 400} ${size}px system-ui, sans-serif`;
+    let line = '';
+    for (const word of value.split(' ')) {
+      const candidate = line ? `${line} ${word}` : word;
+      if (line && g.measureText(candidate).width > maxWidth) {
+        text(line, { size, maxWidth, ...style });
+        y += lineHeight;
+        line = word;
+      } else {
+        line = candidate;
+      }
+    }
+    if (line) text(line, { size, maxWidth, ...style });
+    y += lineHeight;
+  };
+
   text('skinlens — one image\u2019s result', { size: 28, weight: 700 });
   y += 40;
-  text('NOT A DIAGNOSIS — SEE A CLINICIAN. A research demo that can be wrong; it has only seen dermoscopy', { size: 15, weight: 700, colour: RED });
-  y += 20;
-  text('images of seven kinds of lesion and must never decide whether someone sees a doctor.', { size: 15, weight: 700, colour: RED });
-  y += 32;
+  paragraph('NOT A DIAGNOSIS — SEE A CLINICIAN. A research demo that can be wrong; it has only seen dermoscopy images of seven kinds of lesion and must never decide whether someone sees a doctor.', { size: 15, weight: 700, colour: RED });
+  y += 12;
   text(`Image: ${fileName}`, { size: 15, colour: MUTED });
   y += 22;
   text(`Model: ${model}`, { size: 15, colour: MUTED });
@@ -49,10 +65,11 @@ export async function resultReport({ result, fileName, original, opacity, model,
   y += 34;
 
   if (result.familiarity?.unusual) {
-    g.fillStyle = '#fff4ce';
-    g.fillRect(MARGIN, y - 6, WIDTH - 2 * MARGIN, 34);
-    text('This does not look like a dermoscopy image — the numbers below are not meaningful.', { size: 15, weight: 700, colour: '#7a4d00', x: MARGIN + 8 });
-    y += 44;
+    const warningTop = y;
+    paragraph('This does not look like a dermoscopy image — the numbers below are not meaningful.', { size: 15, weight: 700, colour: '#7a4d00', x: MARGIN + 14, maxWidth: WIDTH - 2 * MARGIN - 14 });
+    g.fillStyle = '#a66f00';
+    g.fillRect(MARGIN, warningTop - 4, 5, y - warningTop);
+    y += 12;
   }
 
   // The whole image (left) and the model's square with the heat map (right).
@@ -77,14 +94,20 @@ export async function resultReport({ result, fileName, original, opacity, model,
     g.globalAlpha = 1;
   }
   y = top + box + 10;
-  text('Whole image; the outlined square is what the model looks at.', { size: 13, colour: MUTED, maxWidth: box });
-  text(heat ? `Model's view; heat map of the evidence for ${result.cam.class} (${result.cam.width}×${result.cam.height} feature map).` : 'Model\u2019s view.', { size: 13, colour: MUTED, x: right, maxWidth: box });
-  y += 40;
+  const captionTop = y;
+  paragraph('Whole image; the outlined square is what the model looks at.', { size: 13, colour: MUTED, maxWidth: box });
+  y = captionTop;
+  const camName = result.ranked.find((r) => r.code === result.cam.class)?.name ?? result.cam.class;
+  paragraph(heat ? `The model's view; heat map of where the evidence for ${camName} is (its ${result.cam.width}×${result.cam.height} feature map, smoothed; viridis, dark = none, yellow = strongest).` : 'The model\u2019s view.', { size: 13, colour: MUTED, x: right, maxWidth: box });
+  y += 24;
 
   text('Probabilities (most probable first)', { size: 20, weight: 700 });
   y += 34;
   for (const { code, name, malignant, probability } of result.ranked) {
-    text(`${name} (${code})${malignant ? ' — malignant' : ''}`, { size: 16, weight: malignant ? 700 : 400, colour: malignant ? RED : INK, maxWidth: 380 });
+    const rowTop = y;
+    paragraph(`${name} (${code})${malignant ? ' — malignant' : ''}`, { size: 16, lineHeight: 20, weight: malignant ? 700 : 400, colour: malignant ? RED : INK, maxWidth: 380 });
+    const rowBottom = y;
+    y = rowTop;
     const barX = MARGIN + 400;
     const barWidth = WIDTH - MARGIN - barX - 80;
     g.fillStyle = '#eef0f3';
@@ -92,7 +115,7 @@ export async function resultReport({ result, fileName, original, opacity, model,
     g.fillStyle = malignant ? RED : BLUE;
     g.fillRect(barX, y + 2, barWidth * Math.max(0, Math.min(1, probability)), 16);
     text(`${(probability * 100).toFixed(1)} %`, { size: 16, x: WIDTH - MARGIN - 70, maxWidth: 70 });
-    y += 30;
+    y = Math.max(rowBottom, rowTop + 20) + 10;
   }
   y = HEIGHT - MARGIN - 40;
   text('Made on this device by the skinlens page; nothing was uploaded.', { size: 13, colour: MUTED });
