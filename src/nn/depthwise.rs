@@ -3,12 +3,13 @@
 //!
 //! candle's `conv2d` with `groups = C` runs one convolution per channel and concatenates the
 //! results (up to 1,152 per layer here). This kernel walks each channel plane once instead:
-//! for every output row and kernel tap it adds `w · input_row` over the valid output columns,
-//! a contiguous multiply-add that the compiler vectorises (SIMD128 on wasm) for stride 1.
+//! one padded copy, then every output is a sum over the taps of contiguous shifted runs
+//! ([`super::tap_sum`]: AVX2 + FMA when the CPU has it, SIMD128 on wasm).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::tap_sum::tap_sum;
 use super::{nchw_f32, same_output, same_padding, Activation};
 
 #[derive(Debug, Clone)]
@@ -47,10 +48,11 @@ impl DepthwiseConv2d {
     ///
     /// The plane is copied once into a zero-padded scratch buffer (TF 'SAME' borders), split
     /// into `s × s` phases (even/odd rows × even/odd columns for stride 2). In that layout every
-    /// tap is ONE contiguous multiply-add over the whole output plane, computed at the phase's
-    /// row pitch; the few columns past `ow` are scratch and dropped when the result is copied
-    /// out. Long contiguous loops vectorise (SIMD128 on wasm) even for 7×7 planes, where a
-    /// row-by-row loop would run 7 elements at a time.
+    /// tap reads ONE contiguous run covering the whole output plane at the phase's row pitch, so
+    /// the plane is a single [`tap_sum`] over `oh · pitch` outputs; the few columns past `ow` are
+    /// scratch and dropped when the result is copied out through the activation. Long
+    /// contiguous runs vectorise even for 7×7 planes, where a row-by-row loop would run 7
+    /// elements at a time.
     fn plane(&self, c: usize, input: &[f32], h: usize, w: usize, output: &mut [f32], scratch: &mut Scratch) {
         let (k, s) = (self.kernel, self.stride);
         let (oh, ow) = (same_output(h, s), same_output(w, s));
@@ -59,29 +61,42 @@ impl DepthwiseConv2d {
         let (phase_h, pitch) = ((h + top + bottom).div_ceil(s), (w + left + right).div_ceil(s));
         // Slack so the last tap's run may read past the final row.
         let phase_len = phase_h * pitch + k;
-        let Scratch { phases, acc } = scratch;
-        phases.clear();
+        let Scratch { phases, acc, starts } = scratch;
         phases.resize(s * s * phase_len, 0.0);
-        for y in 0..h {
-            let py = y + top;
-            for (x, &v) in input[y * w..(y + 1) * w].iter().enumerate() {
-                let px = x + left;
-                phases[((py % s) * s + px % s) * phase_len + (py / s) * pitch + px / s] = v;
-            }
-        }
-        let run = oh * pitch;
-        acc.clear();
-        acc.resize(run, self.bias[c]);
-        let taps = &self.weight[c * k * k..(c + 1) * k * k];
-        for ky in 0..k {
-            for kx in 0..k {
-                let tap = taps[ky * k + kx];
-                let start = ((ky % s) * s + kx % s) * phase_len + (ky / s) * pitch + kx / s;
-                for (a, &v) in acc.iter_mut().zip(&phases[start..start + run]) {
-                    *a += tap * v;
+        for (index, phase) in phases.chunks_exact_mut(phase_len).enumerate() {
+            let (row_phase, col_phase) = (index / s, index % s);
+            let (rows, slack) = phase.split_at_mut(phase_h * pitch);
+            slack.fill(0.0);
+            // Columns j of this phase hold padded column j·s + col_phase; these are the
+            // ones inside the image.
+            let first = left.saturating_sub(col_phase).div_ceil(s);
+            let end = (left + w).saturating_sub(col_phase).div_ceil(s).min(pitch);
+            for (j, row) in rows.chunks_exact_mut(pitch).enumerate() {
+                let py = j * s + row_phase;
+                if py < top || py >= top + h || first >= end {
+                    row.fill(0.0);
+                    continue;
+                }
+                let source = &input[(py - top) * w..(py - top + 1) * w];
+                row[..first].fill(0.0);
+                row[end..].fill(0.0);
+                let x0 = first * s + col_phase - left;
+                if s == 1 {
+                    row[first..end].copy_from_slice(&source[x0..x0 + end - first]);
+                } else {
+                    for (d, &v) in row[first..end].iter_mut().zip(source[x0..].iter().step_by(s)) {
+                        *d = v;
+                    }
                 }
             }
         }
+        starts.clear();
+        starts.extend((0..k * k).map(|t| {
+            let (ky, kx) = (t / k, t % k);
+            ((ky % s) * s + kx % s) * phase_len + (ky / s) * pitch + kx / s
+        }));
+        acc.resize(oh * pitch, 0.0);
+        tap_sum(acc, phases, starts, &self.weight[c * k * k..(c + 1) * k * k], self.bias[c]);
         for (out_row, acc_row) in output.chunks_exact_mut(ow).zip(acc.chunks_exact(pitch)) {
             for (o, &a) in out_row.iter_mut().zip(acc_row) {
                 *o = self.activation.apply_scalar(a);
@@ -90,11 +105,16 @@ impl DepthwiseConv2d {
     }
 }
 
+/// Outputs below which a group of planes is not split further between threads.
+const MIN_OUTPUTS_PER_TASK: usize = 4096;
+
 /// Per-thread buffers reused across channel planes.
 #[derive(Default)]
 struct Scratch {
     phases: Vec<f32>,
     acc: Vec<f32>,
+    /// Offset of each tap's run in `phases`.
+    starts: Vec<usize>,
 }
 
 impl CustomOp1 for DepthwiseConv2d {
@@ -106,10 +126,14 @@ impl CustomOp1 for DepthwiseConv2d {
         let (input, (n, c, h, w)) = nchw_f32(storage, layout, self.channels, self.name())?;
         let (oh, ow) = (same_output(h, self.stride), same_output(w, self.stride));
         let mut output = vec![0f32; n * c * oh * ow];
+        // Small planes (7×7 has 49 outputs) are handed to threads in groups, so a task is
+        // worth more than rayon's cost of sending it.
+        let planes_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(oh * ow);
         output
             .par_chunks_mut(oh * ow)
             .zip(input.par_chunks(h * w))
             .enumerate()
+            .with_min_len(planes_per_task)
             .for_each_init(Scratch::default, |scratch, (plane, (out, inp))| self.plane(plane % c, inp, h, w, out, scratch));
         Ok((CpuStorage::F32(output), Shape::from((n, c, oh, ow))))
     }

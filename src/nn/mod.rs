@@ -9,6 +9,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod padding;
 pub mod pointwise;
+pub mod tap_sum;
 
 pub use activation::Activation;
 pub use batch_norm::{BatchNormParams, BN_EPS};
