@@ -9,6 +9,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod padding;
 pub mod pointwise;
+pub mod pointwise_kernel;
 pub mod tap_sum;
 
 pub use activation::Activation;
