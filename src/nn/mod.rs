@@ -8,6 +8,7 @@ pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
 pub mod padding;
+pub mod phases;
 pub mod pointwise;
 pub mod pointwise_kernel;
 pub mod tap_sum;

@@ -1,4 +1,5 @@
-//! The depthwise convolution's inner loop: `out[i] = bias + Σ_t tap[t] · src[start[t] + i]`.
+//! The depthwise convolution's inner loop: `out[i] = act(bias + Σ_t tap[t] · src[start[t] + i])`,
+//! `act` ReLU6 or nothing.
 //!
 //! Every tap of a depthwise filter reads the same padded plane shifted by a fixed offset, so
 //! one output run is a weighted sum of `k·k` shifted copies of one buffer. Both versions keep a
@@ -21,19 +22,19 @@ fn check(out: &[f32], src: &[f32], starts: &[usize], taps: &[f32]) {
 }
 
 /// `out[i] = bias + Σ_t taps[t] · src[starts[t] + i]`, fastest version this CPU can run.
-pub fn tap_sum(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32) {
+pub fn tap_sum(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32, relu6: bool) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         check(out, src, starts, taps);
         // SAFETY: the CPU has AVX2 and FMA (checked above); bounds checked by `check`.
-        unsafe { avx2::tap_sum(out, src, starts, taps, bias) };
+        unsafe { avx2::tap_sum(out, src, starts, taps, bias, relu6) };
         return;
     }
-    tap_sum_portable(out, src, starts, taps, bias);
+    tap_sum_portable(out, src, starts, taps, bias, relu6);
 }
 
 /// The portable version: taps in order, multiply then add (the same arithmetic on every target).
-pub fn tap_sum_portable(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32) {
+pub fn tap_sum_portable(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32, relu6: bool) {
     check(out, src, starts, taps);
     let mut blocks = out.chunks_exact_mut(PORTABLE_BLOCK);
     let mut i = 0;
@@ -45,7 +46,9 @@ pub fn tap_sum_portable(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[
                 *s += tap * v;
             }
         }
-        block.copy_from_slice(&sum);
+        for (o, &v) in block.iter_mut().zip(&sum) {
+            *o = if relu6 { v.clamp(0.0, 6.0) } else { v };
+        }
         i += PORTABLE_BLOCK;
     }
     for (j, o) in blocks.into_remainder().iter_mut().enumerate() {
@@ -53,7 +56,7 @@ pub fn tap_sum_portable(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[
         for (&tap, &start) in taps.iter().zip(starts) {
             sum += tap * src[start + i + j];
         }
-        *o = sum;
+        *o = if relu6 { sum.clamp(0.0, 6.0) } else { sum };
     }
 }
 
@@ -71,15 +74,15 @@ pub fn has_avx2_fma() -> bool {
 
 /// The AVX2 + FMA version, for tests that compare it with the portable one. `None` where the
 /// CPU lacks the features.
-pub fn tap_sum_avx2(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32) -> Option<()> {
+pub fn tap_sum_avx2(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32, relu6: bool) -> Option<()> {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         check(out, src, starts, taps);
         // SAFETY: as in `tap_sum`.
-        unsafe { avx2::tap_sum(out, src, starts, taps, bias) };
+        unsafe { avx2::tap_sum(out, src, starts, taps, bias, relu6) };
         return Some(());
     }
-    let _ = (out, src, starts, taps, bias);
+    let _ = (out, src, starts, taps, bias, relu6);
     None
 }
 
@@ -93,10 +96,12 @@ mod avx2 {
     /// # Safety
     /// The CPU must have AVX2 and FMA, and `starts[t] + out.len() <= src.len()` for every tap.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tap_sum(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32) {
+    pub unsafe fn tap_sum(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32, relu6: bool) {
         let n = out.len();
         let (src, dst) = (src.as_ptr(), out.as_mut_ptr());
         let init = _mm256_set1_ps(bias);
+        let (lo, hi) = if relu6 { (0.0, 6.0) } else { (f32::NEG_INFINITY, f32::INFINITY) };
+        let clamp = |v| _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
         let mut i = 0;
         while i + 32 <= n {
             let (mut a0, mut a1, mut a2, mut a3) = (init, init, init, init);
@@ -108,10 +113,10 @@ mod avx2 {
                 a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(16)), a2);
                 a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(24)), a3);
             }
-            _mm256_storeu_ps(dst.add(i), a0);
-            _mm256_storeu_ps(dst.add(i + 8), a1);
-            _mm256_storeu_ps(dst.add(i + 16), a2);
-            _mm256_storeu_ps(dst.add(i + 24), a3);
+            _mm256_storeu_ps(dst.add(i), clamp(a0));
+            _mm256_storeu_ps(dst.add(i + 8), clamp(a1));
+            _mm256_storeu_ps(dst.add(i + 16), clamp(a2));
+            _mm256_storeu_ps(dst.add(i + 24), clamp(a3));
             i += 32;
         }
         while i + 8 <= n {
@@ -119,7 +124,7 @@ mod avx2 {
             for (&tap, &start) in taps.iter().zip(starts) {
                 a = _mm256_fmadd_ps(_mm256_set1_ps(tap), _mm256_loadu_ps(src.add(start + i)), a);
             }
-            _mm256_storeu_ps(dst.add(i), a);
+            _mm256_storeu_ps(dst.add(i), clamp(a));
             i += 8;
         }
         while i < n {
@@ -127,7 +132,7 @@ mod avx2 {
             for (&tap, &start) in taps.iter().zip(starts) {
                 a = tap.mul_add(*src.add(start + i), a);
             }
-            *dst.add(i) = a;
+            *dst.add(i) = a.max(lo).min(hi);
             i += 1;
         }
     }
@@ -162,13 +167,17 @@ mod tests {
             let src: Vec<f32> = (0..n + 60).map(|_| rng.next() * 4.0).collect();
             let starts: Vec<usize> = taps.iter().map(|_| rng.below(61)).collect();
             let bias = rng.next();
-            let expected = naive(n, &src, &starts, &taps, bias);
+            let relu6 = case % 2 == 1;
+            let mut expected = naive(n, &src, &starts, &taps, bias);
+            if relu6 {
+                expected.iter_mut().for_each(|e| *e = e.clamp(0.0, 6.0));
+            }
             let mut portable = vec![f32::NAN; n];
-            tap_sum_portable(&mut portable, &src, &starts, &taps, bias);
+            tap_sum_portable(&mut portable, &src, &starts, &taps, bias, relu6);
             let mut dispatched = vec![f32::NAN; n];
-            tap_sum(&mut dispatched, &src, &starts, &taps, bias);
+            tap_sum(&mut dispatched, &src, &starts, &taps, bias, relu6);
             let mut avx2 = vec![f32::NAN; n];
-            let has_avx2 = tap_sum_avx2(&mut avx2, &src, &starts, &taps, bias).is_some();
+            let has_avx2 = tap_sum_avx2(&mut avx2, &src, &starts, &taps, bias, relu6).is_some();
             for i in 0..n {
                 assert!((portable[i] as f64 - expected[i]).abs() < 1e-4, "case {case} portable [{i}]");
                 assert!((dispatched[i] as f64 - expected[i]).abs() < 1e-4, "case {case} dispatched [{i}]");
@@ -183,6 +192,6 @@ mod tests {
     #[should_panic(expected = "past the source")]
     fn a_run_past_the_source_is_refused() {
         let mut out = [0f32; 8];
-        tap_sum(&mut out, &[0.0; 10], &[0, 3], &[1.0, 1.0], 0.0);
+        tap_sum(&mut out, &[0.0; 10], &[0, 3], &[1.0, 1.0], 0.0, false);
     }
 }
