@@ -16,9 +16,6 @@ use rayon::prelude::*;
 /// Output channels per packed weight panel.
 pub const PANEL_ROWS: usize = 4;
 
-/// Output columns (pixels) per AVX-512 tile: four 16-lane vectors.
-const TILE_COLUMNS: usize = 64;
-
 /// Output elements below which a group of panels is not split further between threads.
 const MIN_OUTPUTS_PER_TASK: usize = 8192;
 
@@ -114,7 +111,10 @@ pub fn pointwise(out: &mut [f32], x: &[f32], columns: usize, weight: &PackedWeig
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{PANEL_ROWS, TILE_COLUMNS};
+    use super::PANEL_ROWS;
+
+    /// Output columns (pixels) per tile: four 16-lane vectors.
+    const TILE_COLUMNS: usize = 64;
 
     /// One panel (`rows.len() / columns` ≤ 4 output channels) over all columns, in tiles of
     /// 64 columns (the last one masked).
