@@ -1,7 +1,8 @@
 //! Native CPU latency of one 224×224 image through EfficientNet-Lite0 (a report, not a test).
 //!
-//! `cargo run --release --example bench_cpu -- MODEL.safetensors [RUNS]`; set RAYON_NUM_THREADS
-//! to choose the thread count. Prints one JSON line: whole-model median/min/p90 after warm-up,
+//! `cargo run --release --example bench_cpu -- MODEL.safetensors [RUNS] [--whole]`; set
+//! RAYON_NUM_THREADS to choose the thread count; `--whole` skips the per-layer timings (for a
+//! profiler). Prints one JSON line: whole-model median/min/p90 after warm-up,
 //! and the depthwise layers timed with this crate's kernel against candle's grouped conv2d.
 
 use std::time::Instant;
@@ -39,6 +40,10 @@ fn main() -> anyhow::Result<()> {
     let size = net.config.input_size;
     let x = Tensor::randn(0f32, 1.0, (1, 3, size, size), &Device::Cpu)?;
     let whole = median_ms(time(runs, 10, || model.forward(&x).unwrap()));
+    if args.iter().any(|a| a == "--whole") {
+        println!("{}", serde_json::json!({"median_ms": whole.0, "min_ms": whole.1, "p90_ms": whole.2}));
+        return Ok(());
+    }
 
     // Each depthwise layer on an input of its real shape.
     let (mut fast_total, mut grouped_total) = (0.0, 0.0);

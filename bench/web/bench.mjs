@@ -6,7 +6,9 @@
 // figures from the same go, and the ratios. Writes bench-results/web-<time>.json.
 //
 // env: ITERS (50), WARMUP (5), COLD_RUNS (3), ROUNDS (3: ours then the peer, alternating),
-//      PEER (1 = run ../shared/peers/run.sh), BACKEND (cpu: the page's ?backend=), IMAGE.
+//      PEER (1 = run ../shared/peers/run.sh), PEER_VARIANTS (wasm-1t; wasm-2t-coi for two
+//      threads), BACKEND (cpu: the page's ?backend=), WORKERS (the page's ?workers=; default
+//      one per core), SITE (folder to serve, default dist/), IMAGE.
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,9 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const RUN_PEER = (process.env.PEER ?? '1') !== '0';
 // The CPU path is what the peer's single-threaded wasm is compared with.
 const BACKEND = process.env.BACKEND ?? 'cpu';
+const WORKERS = process.env.WORKERS ?? '';
+const SITE = process.env.SITE ?? DIST;
+const PEER_VARIANTS = process.env.PEER_VARIANTS ?? 'wasm-1t';
 const IMAGE = process.env.IMAGE ?? join(REPO, '../shared/data/ham10000/fullres_600x450/ISIC_0024306.jpg');
 
 const median = (xs) => {
@@ -33,8 +38,8 @@ const round = (x, digits = 1) => Number(x.toFixed(digits));
 
 function sizes() {
   const entry = (path) => {
-    const bytes = readFileSync(join(DIST, path));
-    return { path, raw: statSync(join(DIST, path)).size, gzip: gzipSync(bytes, { level: 9 }).length };
+    const bytes = readFileSync(join(SITE, path));
+    return { path, raw: statSync(join(SITE, path)).size, gzip: gzipSync(bytes, { level: 9 }).length };
   };
   return [entry('pkg/skinlens_web_bg.wasm'), entry('pkg/skinlens_web.js'), entry('models/skinlens.safetensors')];
 }
@@ -74,7 +79,7 @@ async function warmSeries(url) {
 function runPeer() {
   const script = join(REPO, '../shared/peers/run.sh');
   const run = spawnSync(script, [], {
-    env: { ...process.env, VARIANTS: 'wasm-1t', ITERS: String(ITERS) },
+    env: { ...process.env, VARIANTS: PEER_VARIANTS, ITERS: String(ITERS) },
     encoding: 'utf8',
     timeout: 330_000,
   });
@@ -119,9 +124,9 @@ async function measureOurs(url) {
 
 // Ours and the peer alternate, ROUNDS times, so both see the same background load (this
 // machine is shared; one run's median can move by half when another job takes a core).
-const report = { startedAt: new Date().toISOString(), image: IMAGE, iters: ITERS, warmup: WARMUP, roundCount: ROUNDS, sizes: sizes(), rounds: [] };
-const server = await startServer();
-const pageUrl = `${server.url}?backend=${encodeURIComponent(BACKEND)}`;
+const report = { startedAt: new Date().toISOString(), image: IMAGE, site: SITE, workers: WORKERS || 'one per core', peerVariants: PEER_VARIANTS, iters: ITERS, warmup: WARMUP, roundCount: ROUNDS, sizes: sizes(), rounds: [] };
+const server = await startServer({ dir: SITE });
+const pageUrl = `${server.url}?backend=${encodeURIComponent(BACKEND)}${WORKERS ? `&workers=${encodeURIComponent(WORKERS)}` : ''}`;
 try {
   for (let round_ = 0; round_ < ROUNDS; round_++) {
     const entry = { loadavgAtStart: loadavg().map((x) => round(x, 2)) };
@@ -165,12 +170,12 @@ writeFileSync(out, JSON.stringify(report, null, 1));
 
 const kb = (b) => `${(b / 1024).toFixed(0)} KiB`;
 const s = report.summary;
-console.log(`# skinlens page (?backend=${BACKEND}: ${rounds[0].ours.cold.runs[0].backendLabel}), ${report.userAgent}; ${ROUNDS} round(s), medians across rounds`);
+console.log(`# skinlens page (?backend=${BACKEND}: ${rounds[0].ours.cold.runs[0].backendLabel}; workers ${report.workers}; ${SITE}), ${report.userAgent}; ${ROUNDS} round(s), medians across rounds; load average ${rounds.map((r) => r.loadavgAtStart[0]).join(', ')}`);
 console.log(`# cold start (open → ready, fresh profile; includes wasm compile, model download, one warm-up inference): ${s.oursColdMs} ms`);
 console.log(`# warm inference_ms (${ITERS} runs per round): median ${s.oursWarmMedianMs}, best ${s.oursWarmMinMs}`);
 for (const size of report.sizes) console.log(`# ${size.path}: ${kb(size.raw)} raw, ${kb(size.gzip)} gzip`);
 if (report.ratio) {
-  console.log(`# peer ONNX Runtime Web wasm-1t, same rounds: cold (fetch+create) ${s.peerColdMs} ms, import+create+first run ${s.peerColdInclImportAndFirstMs} ms, warm median ${s.peerWarmMedianMs}, best ${s.peerWarmMinMs}`);
+  console.log(`# peer ONNX Runtime Web ${PEER_VARIANTS}, same rounds: cold (fetch+create) ${s.peerColdMs} ms, import+create+first run ${s.peerColdInclImportAndFirstMs} ms, warm median ${s.peerWarmMedianMs}, best ${s.peerWarmMinMs}`);
   console.log(`# ratio skinlens / ORT Web (below 1 = skinlens faster): warm median ${report.ratio.warmMedian}, best ${report.ratio.warmMin}, cold start ${report.ratio.coldLikeForLike} (ours open→ready vs its import+create+first run)`);
 } else if (RUN_PEER) {
   console.log(`# peer failed: ${rounds.map((r) => r.peer?.error).filter(Boolean).join('; ')}`);

@@ -35,12 +35,13 @@ impl MbConv {
             Some(expand) => expand.forward(x)?,
             None => x.clone(),
         };
-        let h = self.project.forward(&self.depthwise.forward(&h)?)?;
-        // No activation after the residual add.
+        let h = self.depthwise.forward(&h)?;
+        // The projection is linear and there is no activation after the residual add, so the
+        // add is fused into the projection's output pass.
         if self.residual {
-            h + x
+            self.project.forward_with_residual(&h, x)
         } else {
-            Ok(h)
+            self.project.forward(&h)
         }
     }
 }

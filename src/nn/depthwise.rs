@@ -3,13 +3,15 @@
 //!
 //! candle's `conv2d` with `groups = C` runs one convolution per channel and concatenates the
 //! results (up to 1,152 per layer here). This kernel walks each channel plane once instead:
-//! for every output row and kernel tap it adds `w · input_row` over the valid output columns,
-//! a contiguous multiply-add that the compiler vectorises (SIMD128 on wasm) for stride 1.
+//! one padded copy ([`super::phases`]), then every output is a sum over the taps of contiguous
+//! shifted runs ([`super::tap_sum`]: AVX2 + FMA when the CPU has it, SIMD128 on wasm).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{nchw_f32, same_output, same_padding, Activation};
+use super::tap_sum::tap_sum;
+use super::phases::PhaseLayout;
+use super::{nchw_f32, same_padding, Activation};
 
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv2d {
@@ -43,58 +45,32 @@ impl DepthwiseConv2d {
         x.apply_op1_no_bwd(self)
     }
 
-    /// One channel plane: `input` is `h × w`, `output` is `oh × ow`.
-    ///
-    /// The plane is copied once into a zero-padded scratch buffer (TF 'SAME' borders), split
-    /// into `s × s` phases (even/odd rows × even/odd columns for stride 2). In that layout every
-    /// tap is ONE contiguous multiply-add over the whole output plane, computed at the phase's
-    /// row pitch; the few columns past `ow` are scratch and dropped when the result is copied
-    /// out. Long contiguous loops vectorise (SIMD128 on wasm) even for 7×7 planes, where a
-    /// row-by-row loop would run 7 elements at a time.
-    fn plane(&self, c: usize, input: &[f32], h: usize, w: usize, output: &mut [f32], scratch: &mut Scratch) {
-        let (k, s) = (self.kernel, self.stride);
-        let (oh, ow) = (same_output(h, s), same_output(w, s));
-        let (top, bottom) = same_padding(h, k, s);
-        let (left, right) = same_padding(w, k, s);
-        let (phase_h, pitch) = ((h + top + bottom).div_ceil(s), (w + left + right).div_ceil(s));
-        // Slack so the last tap's run may read past the final row.
-        let phase_len = phase_h * pitch + k;
-        let Scratch { phases, acc } = scratch;
-        phases.clear();
-        phases.resize(s * s * phase_len, 0.0);
-        for y in 0..h {
-            let py = y + top;
-            for (x, &v) in input[y * w..(y + 1) * w].iter().enumerate() {
-                let px = x + left;
-                phases[((py % s) * s + px % s) * phase_len + (py / s) * pitch + px / s] = v;
-            }
-        }
-        let run = oh * pitch;
-        acc.clear();
-        acc.resize(run, self.bias[c]);
-        let taps = &self.weight[c * k * k..(c + 1) * k * k];
-        for ky in 0..k {
-            for kx in 0..k {
-                let tap = taps[ky * k + kx];
-                let start = ((ky % s) * s + kx % s) * phase_len + (ky / s) * pitch + kx / s;
-                for (a, &v) in acc.iter_mut().zip(&phases[start..start + run]) {
-                    *a += tap * v;
-                }
-            }
-        }
-        for (out_row, acc_row) in output.chunks_exact_mut(ow).zip(acc.chunks_exact(pitch)) {
-            for (o, &a) in out_row.iter_mut().zip(acc_row) {
-                *o = self.activation.apply_scalar(a);
-            }
-        }
+    /// One channel plane: `input` is `h × w`, `output` is `oh × ow`; laid out by
+    /// [`PhaseLayout`], the whole plane is one [`tap_sum`] (activation included).
+    fn plane(&self, c: usize, input: &[f32], layout: &PhaseLayout, output: &mut [f32], scratch: &mut Scratch) {
+        let k = self.kernel;
+        let Scratch { phases, acc, starts } = scratch;
+        phases.resize(layout.len(), 0.0);
+        layout.fill(input, phases);
+        starts.clear();
+        starts.extend(layout.tap_starts());
+        acc.resize(layout.run_len(), 0.0);
+        let relu6 = self.activation == Activation::Relu6;
+        tap_sum(acc, phases, starts, &self.weight[c * k * k..(c + 1) * k * k], self.bias[c], relu6);
+        layout.copy_out(acc, output);
     }
 }
+
+/// Outputs below which a group of planes is not split further between threads.
+const MIN_OUTPUTS_PER_TASK: usize = 4096;
 
 /// Per-thread buffers reused across channel planes.
 #[derive(Default)]
 struct Scratch {
     phases: Vec<f32>,
     acc: Vec<f32>,
+    /// Offset of each tap's run in `phases`.
+    starts: Vec<usize>,
 }
 
 impl CustomOp1 for DepthwiseConv2d {
@@ -104,13 +80,18 @@ impl CustomOp1 for DepthwiseConv2d {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (input, (n, c, h, w)) = nchw_f32(storage, layout, self.channels, self.name())?;
-        let (oh, ow) = (same_output(h, self.stride), same_output(w, self.stride));
+        let layout = PhaseLayout::new(h, w, self.kernel, self.stride);
+        let (oh, ow) = layout.output();
         let mut output = vec![0f32; n * c * oh * ow];
+        // Small planes (7×7 has 49 outputs) are handed to threads in groups, so a task is
+        // worth more than rayon's cost of sending it.
+        let planes_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(oh * ow);
         output
             .par_chunks_mut(oh * ow)
             .zip(input.par_chunks(h * w))
             .enumerate()
-            .for_each_init(Scratch::default, |scratch, (plane, (out, inp))| self.plane(plane % c, inp, h, w, out, scratch));
+            .with_min_len(planes_per_task)
+            .for_each_init(Scratch::default, |scratch, (plane, (out, inp))| self.plane(plane % c, inp, &layout, out, scratch));
         Ok((CpuStorage::F32(output), Shape::from((n, c, oh, ow))))
     }
 }

@@ -8,7 +8,10 @@ pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
 pub mod padding;
+pub mod phases;
 pub mod pointwise;
+pub mod pointwise_kernel;
+pub mod tap_sum;
 
 pub use activation::Activation;
 pub use batch_norm::{BatchNormParams, BN_EPS};

@@ -286,15 +286,18 @@ test('several files: CSV download in ISIC 2018 format', async () => {
 
 test('an engine that crashes is replaced: a clear message, then the next image is answered', async () => {
   const real = fixtures.find((f) => f.kind === 'ham10000');
+  // One engine worker per core (the pool); all of them are broken at once.
   const engines = page.workers().filter((w) => w.url().endsWith('/worker.js'));
-  assert.equal(engines.length, 1, `expected one engine worker, found ${engines.length}`);
+  assert.ok(engines.length >= 1, 'expected an engine worker');
   // Fault drill without a hook in the product: scribble over the engine's wasm memory from
   // inside its worker, so its next call traps, as a bug that corrupts memory would make it.
-  await engines[0].evaluate(async () => {
-    const engine = await import('./pkg/skinlens_web.js');
-    const exports = await engine.default(); // already initialised: returns the live instance
-    new Uint8Array(exports.memory.buffer).fill(0xff);
-  });
+  for (const worker of engines) {
+    await worker.evaluate(async () => {
+      const engine = await import('./pkg/skinlens_web.js');
+      const exports = await engine.default(); // already initialised: returns the live instance
+      new Uint8Array(exports.memory.buffer).fill(0xff);
+    });
+  }
   const classify = () => page.evaluate(async (base64) => {
     const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
     return window.skinlens.classify(new Blob([bytes], { type: 'image/jpeg' })).then((result) => ({ result }), (e) => ({ error: e.message }));

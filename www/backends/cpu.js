@@ -1,6 +1,7 @@
 // The CPU backend: the core classifier compiled to wasm with SIMD128 (crates/web).
 // Runs inside the worker. Interface shared by every backend: id, label, checkSupport(),
-// initialise(), create(modelBytes) → {describe, warmUp, classify, diagnose}.
+// initialise(), create(modelBytes) → {describe, warmUp, classify, diagnose}; this one also
+// takes part in the worker pool (passCount, classifyPasses, beginAnalysis).
 
 import init, { WasmClassifier, lastPanic } from '../pkg/skinlens_web.js';
 
@@ -51,6 +52,13 @@ export async function create(modelBytes) {
     describe: () => classifier.describe(),
     warmUp: () => classifier.warmUp(),
     classify: (bytes) => classifier.classify(bytes),
+    // The worker pool's share of an image (see ../worker.js): passes are network runs.
+    passCount: () => classifier.passCount(),
+    classifyPasses: (bytes, passes) => classifier.classifyPasses(bytes, Uint32Array.from(passes)),
+    beginAnalysis: (bytes, passes) => {
+      const pending = classifier.beginAnalysis(bytes, Uint32Array.from(passes));
+      return { finish: (answers) => pending.finish(classifier, answers), free: () => pending.free() };
+    },
     diagnose: () => {
       try {
         return lastPanic() ?? null;

@@ -106,6 +106,62 @@ pub struct Analysis {
 
 /// Decode, frame, classify and explain `bytes`, timing each step with `clock`.
 pub fn analyse(classifier: &Classifier, bytes: &[u8], clock: &impl Clock) -> skinlens_core::Result<Analysis> {
+    let all: Vec<usize> = (0..pass_count(classifier)).collect();
+    begin_analysis(classifier, bytes, &all, clock)?.finish(classifier, Vec::new(), clock)
+}
+
+/// How many network passes one image costs (the model's test-time views). The page's worker
+/// pool spreads them over workers: each pass is an independent network run on one view.
+pub fn pass_count(classifier: &Classifier) -> usize {
+    classifier.metadata().tta.view_count()
+}
+
+/// One pass's answer, computed by whichever worker ran it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PassAnswer {
+    pub pass: usize,
+    pub probabilities: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+/// The passes `passes` of one image, without the activation map: what a helper worker of the
+/// page's pool computes. Each pass is the same arithmetic as in [`analyse`], so an answer
+/// assembled from several workers equals the single-worker one bit for bit.
+pub fn classify_passes(classifier: &Classifier, bytes: &[u8], passes: &[usize]) -> skinlens_core::Result<Vec<PassAnswer>> {
+    let decoded = decode_rgb8(bytes, &DecodeLimits::default())?;
+    let prepared = prepare_decoded(&decoded, classifier.input_size());
+    drop(decoded);
+    let views = classifier.views(&classifier.input(&prepared)?)?;
+    passes
+        .iter()
+        .map(|&pass| {
+            let view = views.get(pass).ok_or_else(|| unknown_pass(pass, views.len()))?;
+            let answer = first(classifier.classify_view(view)?)?;
+            Ok(PassAnswer { pass, probabilities: answer.probabilities, logits: answer.logits })
+        })
+        .collect()
+}
+
+/// An image whose own passes are done (pass 0 always among them: its head features feed the
+/// activation map) and which waits for the other passes' answers, if any, to finish.
+pub struct PendingAnalysis {
+    prepared: PreparedImage,
+    features: Tensor,
+    answers: Vec<PassAnswer>,
+    pass_count: usize,
+    decode_ms: f64,
+    preprocess_ms: f64,
+    inference_started_ms: f64,
+}
+
+/// Decode and frame `bytes`, then run pass 0 and `passes` (the others come to
+/// [`PendingAnalysis::finish`]).
+pub fn begin_analysis(
+    classifier: &Classifier,
+    bytes: &[u8],
+    passes: &[usize],
+    clock: &impl Clock,
+) -> skinlens_core::Result<PendingAnalysis> {
     let t0 = clock.now_ms();
     let decoded = decode_rgb8(bytes, &DecodeLimits::default())?;
     let t1 = clock.now_ms();
@@ -119,16 +175,65 @@ pub fn analyse(classifier: &Classifier, bytes: &[u8], clock: &impl Clock) -> ski
     let model = classifier.model();
     let views = classifier.views(&input)?;
     let features = model.features(&views[0])?;
-    let mut answers = vec![first(classifier.from_logits(&model.classify_features(&features)?)?)?];
-    for view in &views[1..] {
-        answers.push(first(classifier.classify_view(view)?)?);
+    let own = first(classifier.from_logits(&model.classify_features(&features)?)?)?;
+    let mut answers = vec![PassAnswer { pass: 0, probabilities: own.probabilities, logits: own.logits }];
+    for &pass in passes.iter().filter(|&&p| p != 0) {
+        let view = views.get(pass).ok_or_else(|| unknown_pass(pass, views.len()))?;
+        let answer = first(classifier.classify_view(view)?)?;
+        answers.push(PassAnswer { pass, probabilities: answer.probabilities, logits: answer.logits });
     }
-    let classification = Classification::mean(&answers);
-    let t3 = clock.now_ms();
-    let cam = activation_map(classifier, &features, classification.top(), &classification)?;
-    let t4 = clock.now_ms();
-    let timings = Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 };
-    Ok(Analysis::assemble(BACKEND_ID, classification, prepared, cam, timings).with_features(&features)?)
+    Ok(PendingAnalysis {
+        prepared,
+        features,
+        answers,
+        pass_count: views.len(),
+        decode_ms: t1 - t0,
+        preprocess_ms: t2 - t1,
+        inference_started_ms: t2,
+    })
+}
+
+impl PendingAnalysis {
+    /// Add the other workers' answers, average every pass in pass order (as one worker would),
+    /// and explain the result. Every pass must be answered exactly once.
+    pub fn finish(self, classifier: &Classifier, others: Vec<PassAnswer>, clock: &impl Clock) -> skinlens_core::Result<Analysis> {
+        let mut by_pass: Vec<Option<PassAnswer>> = vec![None; self.pass_count];
+        for answer in self.answers.into_iter().chain(others) {
+            let pass = answer.pass;
+            let slot = by_pass.get_mut(pass).ok_or_else(|| unknown_pass(pass, self.pass_count))?;
+            if slot.is_some() {
+                return Err(skinlens_core::Error::Model(format!("pass {pass} was answered twice")));
+            }
+            *slot = Some(answer);
+        }
+        let classes = &classifier.metadata().classes;
+        let answers = by_pass
+            .into_iter()
+            .enumerate()
+            .map(|(pass, answer)| {
+                let answer = answer.ok_or_else(|| skinlens_core::Error::Model(format!("pass {pass} was never answered")))?;
+                if answer.probabilities.len() != classes.len() || answer.logits.len() != classes.len() {
+                    return Err(skinlens_core::Error::Model(format!("pass {pass} answered for a different class list")));
+                }
+                Ok(Classification { classes: classes.clone(), probabilities: answer.probabilities, logits: answer.logits })
+            })
+            .collect::<skinlens_core::Result<Vec<_>>>()?;
+        let classification = Classification::mean(&answers);
+        let t3 = clock.now_ms();
+        let cam = activation_map(classifier, &self.features, classification.top(), &classification)?;
+        let t4 = clock.now_ms();
+        let timings = Timings {
+            decode_ms: self.decode_ms,
+            preprocess_ms: self.preprocess_ms,
+            inference_ms: t3 - self.inference_started_ms,
+            cam_ms: t4 - t3,
+        };
+        Analysis::assemble(BACKEND_ID, classification, self.prepared, cam, timings).with_features(&self.features)
+    }
+}
+
+fn unknown_pass(pass: usize, count: usize) -> skinlens_core::Error {
+    skinlens_core::Error::Model(format!("pass {pass} asked for, but this model runs {count} per image"))
 }
 
 impl Analysis {

@@ -137,6 +137,62 @@ pub(crate) fn load_familiarity(model_bytes: &[u8]) -> Result<Option<FamiliarityC
     FamiliarityCheck::from_safetensors(model_bytes).map_err(|e| JsError::new(&format!("the model could not be loaded: {e}")))
 }
 
+#[wasm_bindgen]
+impl WasmClassifier {
+    /// How many network passes one image costs; the page's worker pool spreads them.
+    #[wasm_bindgen(js_name = passCount)]
+    pub fn pass_count(&self) -> usize {
+        analysis::pass_count(&self.inner)
+    }
+
+    /// A helper worker's share of one image: the answers `[{pass, probabilities, logits}]` of
+    /// the passes asked for.
+    #[wasm_bindgen(js_name = classifyPasses)]
+    pub fn classify_passes(&self, image_bytes: &[u8], passes: Vec<u32>) -> Result<JsValue, JsError> {
+        let passes: Vec<usize> = passes.into_iter().map(|p| p as usize).collect();
+        let answers = analysis::classify_passes(&self.inner, image_bytes, &passes)
+            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
+        to_js(&answers)
+    }
+
+    /// The lead worker's share of one image: pass 0 and `passes`; the rest are handed to
+    /// `finish` by the page once the helpers have answered.
+    #[wasm_bindgen(js_name = beginAnalysis)]
+    pub fn begin_analysis(&self, image_bytes: &[u8], passes: Vec<u32>) -> Result<WasmPendingAnalysis, JsError> {
+        let passes: Vec<usize> = passes.into_iter().map(|p| p as usize).collect();
+        let inner = analysis::begin_analysis(&self.inner, image_bytes, &passes, &PerformanceClock)
+            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
+        Ok(WasmPendingAnalysis { inner })
+    }
+}
+
+/// One image waiting for the passes other workers run (see `WasmClassifier.beginAnalysis`).
+#[wasm_bindgen]
+pub struct WasmPendingAnalysis {
+    inner: analysis::PendingAnalysis,
+}
+
+#[wasm_bindgen]
+impl WasmPendingAnalysis {
+    /// The other passes' answers (as `classifyPasses` returned them) → the same result object
+    /// as `WasmClassifier.classify`.
+    pub fn finish(self, classifier: &WasmClassifier, answers: JsValue) -> Result<JsValue, JsError> {
+        let answers: Vec<analysis::PassAnswer> = serde_wasm_bindgen::from_value(answers)
+            .map_err(|e| JsError::new(&format!("internal error: a worker's answer could not be read: {e}")))?;
+        let mut analysis = self
+            .inner
+            .finish(&classifier.inner, answers, &PerformanceClock)
+            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
+        analysis
+            .assess_familiarity(classifier.familiarity.as_ref())
+            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
+        let result = to_js(&analysis)?;
+        let preview = preview_object(&analysis.model_view)?;
+        Reflect::set(&result, &"preview".into(), &preview).map_err(js_error)?;
+        Ok(result)
+    }
+}
+
 /// The model's view as `{width, height, rgba}`, ready for `new ImageData(rgba, width, height)`.
 pub(crate) fn preview_object(view: &image::RgbImage) -> Result<JsValue, JsError> {
     let mut rgba = Vec::with_capacity(view.as_raw().len() / 3 * 4);

@@ -8,7 +8,10 @@
 
 mod analysis;
 
-pub use analysis::{analyse, warm_up, Analysis, Clock, BACKEND_ID, BACKEND_LABEL};
+pub use analysis::{
+    analyse, begin_analysis, classify_passes, pass_count, warm_up, Analysis, Clock, PassAnswer, PendingAnalysis, BACKEND_ID,
+    BACKEND_LABEL,
+};
 
 #[cfg(target_arch = "wasm32")]
 mod browser;

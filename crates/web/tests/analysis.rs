@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use skinlens_core::Classifier;
-use skinlens_web::{analyse, warm_up, Clock};
+use skinlens_web::{analyse, begin_analysis, classify_passes, pass_count, warm_up, Clock};
 
 /// Tests don't need real time; a counter makes every step take 1 "ms".
 struct TickingClock(std::cell::Cell<f64>);
@@ -64,6 +64,38 @@ fn matches_the_core_classifier_exactly() {
     assert_eq!(analysis.ranked[0].label.code, analysis.top);
     assert!(analysis.ranked.windows(2).all(|w| w[0].probability >= w[1].probability));
     assert_eq!(analysis.timings.inference_ms, 1.0);
+}
+
+/// The page's worker pool: passes spread over workers (a lead that keeps the activation map's
+/// features, helpers that answer the others) must give the one-worker answer bit for bit.
+#[test]
+fn passes_spread_over_workers_equal_one_worker() {
+    let classifier = classifier();
+    let bytes = ham10000_image();
+    let clock = TickingClock(Default::default());
+    let whole = analyse(&classifier, &bytes, &clock).unwrap();
+    let passes = pass_count(&classifier);
+    for workers in 1..=passes + 1 {
+        // Pass p goes to worker p % workers; worker 0 leads.
+        let share = |w: usize| (0..passes).filter(|p| p % workers == w).collect::<Vec<_>>();
+        let helpers: Vec<_> = (1..workers).flat_map(|w| classify_passes(&classifier, &bytes, &share(w)).unwrap()).collect();
+        let spread = begin_analysis(&classifier, &bytes, &share(0), &clock).unwrap().finish(&classifier, helpers, &clock).unwrap();
+        assert_eq!(spread.probabilities.0, whole.probabilities.0, "{workers} workers");
+        assert_eq!(spread.logits.0, whole.logits.0, "{workers} workers");
+        assert_eq!(spread.cam.values, whole.cam.values, "{workers} workers");
+        assert_eq!(spread.top, whole.top);
+    }
+    // Every pass exactly once, or a clear error.
+    if passes > 1 {
+        let missing = begin_analysis(&classifier, &bytes, &[0], &clock).unwrap().finish(&classifier, Vec::new(), &clock);
+        assert!(missing.err().unwrap().to_string().contains("never answered"));
+        let twice = classify_passes(&classifier, &bytes, &[1, 1]).unwrap();
+        let all: Vec<usize> = (0..passes).collect();
+        let doubled = begin_analysis(&classifier, &bytes, &all, &clock).unwrap().finish(&classifier, twice, &clock);
+        assert!(doubled.err().unwrap().to_string().contains("answered twice"));
+    }
+    let beyond = classify_passes(&classifier, &bytes, &[passes]);
+    assert!(beyond.err().unwrap().to_string().contains("runs"));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! from `last.*` and continues exactly as an uninterrupted run would (every random draw is keyed
 //! by seed, epoch and batch, not by how many draws came before).
 
-mod allocator;
+pub(crate) mod allocator;
 pub mod backprop;
 #[cfg(test)]
 mod backprop_test;

@@ -1,0 +1,250 @@
+//! The 1×1 convolution's matrix product, `out = act(W · X + b [+ residual])`, as a direct
+//! AVX-512 kernel where the CPU has AVX-512F.
+//!
+//! `W` is `[C_out, C_in]` (constant: packed once at load into panels of [`PANEL_ROWS`] output
+//! channels, each stored channel-in-major), `X` is `[C_in, H·W]` straight from the NCHW
+//! activation (no packing: a column block of it stays in L1/L2 across all panels). Each tile
+//! keeps [`PANEL_ROWS`] × up to 64 outputs in 16 registers over the whole `C_in` loop, starting
+//! from the bias, and stores once through the residual add and ReLU6, so no pass over the
+//! output is left for bias, activation or the block's skip connection.
+//!
+//! Where the CPU lacks AVX-512 (and on wasm) the layer uses the `gemm` crate instead, which
+//! picks its own AVX2/FMA or SIMD128 kernel.
+
+use rayon::prelude::*;
+
+/// Output channels per packed weight panel.
+pub const PANEL_ROWS: usize = 4;
+
+/// Output elements below which a group of panels is not split further between threads.
+const MIN_OUTPUTS_PER_TASK: usize = 8192;
+
+/// `[C_out, C_in]` weights as `ceil(C_out / 4)` panels of `[C_in][4]`, the missing rows of the
+/// last panel zero.
+#[derive(Debug, Clone)]
+pub struct PackedWeight {
+    panels: Vec<f32>,
+    c_out: usize,
+    c_in: usize,
+}
+
+impl PackedWeight {
+    pub fn new(weight: &[f32], c_out: usize, c_in: usize) -> Self {
+        assert_eq!(weight.len(), c_out * c_in, "weight is not [C_out, C_in]");
+        let panel_count = c_out.div_ceil(PANEL_ROWS);
+        let mut panels = vec![0f32; panel_count * c_in * PANEL_ROWS];
+        for (o, row) in weight.chunks_exact(c_in).enumerate() {
+            let panel = &mut panels[(o / PANEL_ROWS) * c_in * PANEL_ROWS..][..c_in * PANEL_ROWS];
+            for (i, &w) in row.iter().enumerate() {
+                panel[i * PANEL_ROWS + o % PANEL_ROWS] = w;
+            }
+        }
+        Self { panels, c_out, c_in }
+    }
+}
+
+/// What happens to each output before it is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// `[C_out]`, the accumulators' starting value.
+    pub bias: &'a [f32],
+    /// Added after the product (the MBConv skip connection), `[C_out, H·W]` like the output.
+    pub residual: Option<&'a [f32]>,
+    /// Clamp to [0, 6] last.
+    pub relu6: bool,
+}
+
+/// Whether [`pointwise`] can run on this CPU (else the caller uses its portable product).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `out[o, p] = act(bias[o] + Σ_i W[o, i] · x[i, p] [+ residual[o, p]])` for one image, the
+/// output channels spread over `threads` rayon workers. `None` where [`available`] is false.
+pub fn pointwise(out: &mut [f32], x: &[f32], columns: usize, weight: &PackedWeight, epilogue: Epilogue, threads: usize) -> Option<()> {
+    let (c_out, c_in) = (weight.c_out, weight.c_in);
+    assert_eq!(x.len(), c_in * columns, "input is not [C_in, H·W]");
+    assert_eq!(out.len(), c_out * columns, "output is not [C_out, H·W]");
+    assert_eq!(epilogue.bias.len(), c_out, "one bias per output channel");
+    if let Some(residual) = epilogue.residual {
+        assert_eq!(residual.len(), out.len(), "residual is not shaped like the output");
+    }
+    if !available() || columns == 0 {
+        return if columns == 0 && available() { Some(()) } else { None };
+    }
+    let panel_len = c_in * PANEL_ROWS;
+    let run = |first_panel: usize, out: &mut [f32]| {
+        for (p, rows) in out.chunks_mut(PANEL_ROWS * columns).enumerate() {
+            let panel = first_panel + p;
+            let row0 = panel * PANEL_ROWS;
+            let residual = epilogue.residual.map(|r| &r[row0 * columns..row0 * columns + rows.len()]);
+            let weights = &weight.panels[panel * panel_len..(panel + 1) * panel_len];
+            let bias = &epilogue.bias[row0..row0 + rows.len() / columns];
+            // SAFETY: AVX-512F checked by `available`; all slices checked against each other above.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                avx512::panel(rows, x, columns, c_in, weights, bias, residual, epilogue.relu6)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("no AVX-512 kernel on this target ({:?})", (weights.len(), bias.len(), residual.is_some()));
+        }
+    };
+    let panels_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(PANEL_ROWS * columns).max(1);
+    if threads > 1 && c_out.div_ceil(PANEL_ROWS) > panels_per_task {
+        out.par_chunks_mut(panels_per_task * PANEL_ROWS * columns)
+            .enumerate()
+            .for_each(|(task, out)| run(task * panels_per_task, out));
+    } else {
+        run(0, out);
+    }
+    Some(())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::PANEL_ROWS;
+
+    /// Output columns (pixels) per tile: four 16-lane vectors.
+    const TILE_COLUMNS: usize = 64;
+
+    /// One panel (`rows.len() / columns` ≤ 4 output channels) over all columns, in tiles of
+    /// 64 columns (the last one masked).
+    ///
+    /// # Safety
+    /// AVX-512F; `x` is `c_in × columns`, `weights` `c_in × 4`, `rows` and `residual` `r × columns`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn panel(
+        rows: &mut [f32],
+        x: &[f32],
+        columns: usize,
+        c_in: usize,
+        weights: &[f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+        relu6: bool,
+    ) {
+        let mut start = 0;
+        while start < columns {
+            let width = (columns - start).min(TILE_COLUMNS);
+            match width.div_ceil(16) {
+                4 => tile::<4>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
+                3 => tile::<3>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
+                2 => tile::<2>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
+                _ => tile::<1>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
+            }
+            start += width;
+        }
+    }
+
+    /// 4 output channels × `V` 16-lane vectors of columns `start..start + width`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const V: usize>(
+        rows: &mut [f32],
+        x: &[f32],
+        columns: usize,
+        c_in: usize,
+        weights: &[f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+        relu6: bool,
+        start: usize,
+        width: usize,
+    ) {
+        // Lanes of the last vector that are inside the tile.
+        let tail = width - (V - 1) * 16;
+        let last_mask: __mmask16 = if tail >= 16 { 0xffff } else { (1u16 << tail) - 1 };
+        let mask = |v: usize| if v + 1 == V { last_mask } else { 0xffff };
+        let mut acc = [[_mm512_setzero_ps(); V]; PANEL_ROWS];
+        for (r, row) in acc.iter_mut().enumerate() {
+            let b = _mm512_set1_ps(bias.get(r).copied().unwrap_or(0.0));
+            *row = [b; V];
+        }
+        let (mut xp, mut wp) = (x.as_ptr().add(start), weights.as_ptr());
+        for _ in 0..c_in {
+            let mut xv = [_mm512_setzero_ps(); V];
+            for (v, value) in xv.iter_mut().enumerate() {
+                *value = _mm512_maskz_loadu_ps(mask(v), xp.add(v * 16));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(*wp.add(r));
+                for (a, &xv) in row.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(w, xv, *a);
+                }
+            }
+            xp = xp.add(columns);
+            wp = wp.add(PANEL_ROWS);
+        }
+        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+        for (r, row) in acc.iter().enumerate().take(bias.len()) {
+            for (v, &a) in row.iter().enumerate() {
+                let at = r * columns + start + v * 16;
+                let mut a = a;
+                if let Some(residual) = residual {
+                    a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mask(v), residual.as_ptr().add(at)));
+                }
+                if relu6 {
+                    a = _mm512_min_ps(_mm512_max_ps(a, zero), six);
+                }
+                _mm512_mask_storeu_ps(rows.as_mut_ptr().add(at), mask(v), a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_a_double_precision_product_on_random_shapes() {
+        if !available() {
+            eprintln!("no AVX-512F on this CPU: the portable product is tested by pointwise.rs");
+            return;
+        }
+        for (case, &(c_out, c_in, columns)) in
+            [(1, 1, 1), (3, 5, 17), (4, 16, 64), (5, 7, 65), (9, 33, 130), (24, 96, 49), (13, 3, 200), (40, 144, 784)].iter().enumerate()
+        {
+            let (w, x, b, r) = (values(c_out * c_in, 1), values(c_in * columns, 2), values(c_out, 3), values(c_out * columns, 4));
+            let packed = PackedWeight::new(&w, c_out, c_in);
+            for (residual, relu6, threads) in [(false, false, 1), (true, false, 2), (false, true, 2), (true, true, 1)] {
+                let mut out = vec![f32::NAN; c_out * columns];
+                let epilogue = Epilogue { bias: &b, residual: residual.then_some(&r[..]), relu6 };
+                pointwise(&mut out, &x, columns, &packed, epilogue, threads).unwrap();
+                for o in 0..c_out {
+                    for p in 0..columns {
+                        let mut e = b[o] as f64 + (0..c_in).map(|i| w[o * c_in + i] as f64 * x[i * columns + p] as f64).sum::<f64>();
+                        if residual {
+                            e += r[o * columns + p] as f64;
+                        }
+                        if relu6 {
+                            e = e.clamp(0.0, 6.0);
+                        }
+                        let got = out[o * columns + p] as f64;
+                        assert!((got - e).abs() < 1e-4 * (1.0 + e.abs()), "case {case} [{o}, {p}]: {got} vs {e}");
+                    }
+                }
+            }
+        }
+    }
+}
