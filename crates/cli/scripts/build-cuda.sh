@@ -58,9 +58,10 @@ install_toolkit() {
     bytes=$(du -sb "$staging/wheels" | cut -f1)
     echo "build-cuda: downloaded $(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1048576 }') MiB: $(cd "$staging/wheels" && ls | sed 's/-py3-.*//' | tr '\n' ' ')" >&2
     # pip installs in one go, so the wheels' shared nvidia/cu13 tree is merged, exec bits kept.
-    python3 -m pip install --quiet --no-cache-dir --no-deps --no-index --target "$staging" "$staging/wheels"/*.whl
+    python3 -m pip install --quiet --root-user-action=ignore --no-cache-dir --no-deps --no-index --target "$staging" "$staging/wheels"/*.whl
     rm -rf "$staging/wheels"
     link_names "$staging/nvidia/cu13"
+    echo "${pinned[*]}" >"$staging/pins"
     rm -rf "$root"
     mv "$staging" "$root"
 }
@@ -100,7 +101,7 @@ EOF
 }
 
 started=$(seconds)
-if [[ ! -x $cuda_home/bin/nvcc || ! -e $cuda_home/lib/stubs/libcuda.so ]]; then
+if [[ ! -x $cuda_home/bin/nvcc || ! -e $cuda_home/lib/stubs/libcuda.so || "$(cat "$root/pins" 2>/dev/null)" != "${pinned[*]}" ]]; then
     install_toolkit
     echo "build-cuda: toolkit installed in $(elapsed "$started") s ($(du -sh "$root" | cut -f1) on disk)" >&2
 else
