@@ -45,8 +45,11 @@ pub fn open(kind: DeviceKind) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn open_cuda() -> Result<Device> {
-    use anyhow::Context;
-    Device::new_cuda(0).context("--device cuda: no usable CUDA GPU (NVIDIA driver and GPU needed)")
+    // The driver's answer only: candle appends a backtrace when RUST_BACKTRACE is set.
+    Device::new_cuda(0).map_err(|e| {
+        let reason = e.to_string();
+        anyhow::anyhow!("--device cuda: no usable CUDA GPU (NVIDIA driver and GPU needed): {}", reason.lines().next().unwrap_or_default())
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
