@@ -10,7 +10,7 @@ use super::loss::{loss, LossConfig};
 use super::network::TrainableNetwork;
 
 /// Random backbone tensors of the real shape (candle's CPU `randn` is unseeded: build once).
-fn random_tensors() -> Result<HashMap<String, Tensor>> {
+pub(super) fn random_tensors() -> Result<HashMap<String, Tensor>> {
     let config = ModelConfig::lite0();
     let mut tensors = HashMap::new();
     let names = super::network::layout_for_tests(&config);
@@ -26,7 +26,7 @@ fn random_tensors() -> Result<HashMap<String, Tensor>> {
     Ok(tensors)
 }
 
-fn network(tensors: &HashMap<String, Tensor>) -> Result<TrainableNetwork> {
+pub(super) fn network(tensors: &HashMap<String, Tensor>) -> Result<TrainableNetwork> {
     let classes: Vec<String> = (0..3).map(|i| i.to_string()).collect();
     TrainableNetwork::from_base(tensors, ModelConfig::lite0(), classes, 7, &Device::Cpu)
 }

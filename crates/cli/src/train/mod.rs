@@ -10,10 +10,13 @@ pub(crate) mod allocator;
 pub mod backprop;
 #[cfg(test)]
 mod backprop_test;
+pub mod device;
 pub mod loss;
 pub mod network;
 pub mod ops;
 pub mod optimizer;
+#[cfg(test)]
+mod portable_path_test;
 pub mod run_state;
 pub mod validate;
 
@@ -40,6 +43,7 @@ use crate::data::sampler::epoch_order;
 use crate::data::split::{split, Split, SplitPlan};
 use crate::metrics::classification::evaluate;
 use loss::{inverse_frequency_weights, LossConfig};
+use device::{DeviceKind, StepPath};
 use network::TrainableNetwork;
 use optimizer::{learning_rate, AdamW, AdamWConfig};
 use run_state::{EpochRecord, RunFiles, RunState, TrainConfig};
@@ -118,9 +122,9 @@ pub struct TrainArgs {
     /// Measure training throughput for this many steps (after one warm-up step), then exit.
     #[arg(long, value_name = "STEPS")]
     pub bench: Option<usize>,
-    /// Run on the first CUDA GPU (needs the `cuda` feature).
-    #[arg(long)]
-    pub cuda: bool,
+    /// Where to train: the CPU, or the first CUDA GPU (a build with the `cuda` feature).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
 }
 
 impl TrainArgs {
@@ -164,18 +168,6 @@ pub fn mix(keys: &[u64]) -> u64 {
         z ^= z >> 31;
     }
     z
-}
-
-fn device(cuda: bool) -> Result<Device> {
-    if !cuda {
-        return Ok(Device::Cpu);
-    }
-    #[cfg(feature = "cuda")]
-    {
-        return Device::new_cuda(0).context("no usable CUDA GPU");
-    }
-    #[cfg(not(feature = "cuda"))]
-    bail!("--cuda needs a build with `--features cuda`")
 }
 
 /// Everything a run needs in memory: split, training images, validation views.
@@ -232,7 +224,8 @@ fn dropout_mask(config: &TrainConfig, n: usize, width: usize, epoch: usize, batc
 }
 
 /// Forward, loss and gradients of one batch: the hand-written backward pass on the CPU,
-/// candle's autograd elsewhere. Returns the loss, the logits and the gradients by name.
+/// candle's autograd elsewhere (see `device::StepPath`). Returns the loss, the logits and the
+/// gradients by name.
 pub fn training_step(
     net: &mut TrainableNetwork,
     x: &Tensor,
@@ -242,7 +235,7 @@ pub fn training_step(
     loss_config: &LossConfig,
 ) -> Result<(f32, Tensor, HashMap<String, Tensor>)> {
     let n = labels.len();
-    if net.device.is_cpu() {
+    if net.path == StepPath::Fused {
         return net.forward_backward(x, n, size, mask, |logits| loss::loss(logits, labels, loss_config));
     }
     let logits = net.forward_train(x, n, size, mask)?;
@@ -253,6 +246,8 @@ pub fn training_step(
 
 pub fn run(args: TrainArgs) -> Result<()> {
     allocator::keep_freed_memory();
+    // First, so a missing GPU stops the command before any data is read.
+    let device = device::open(args.device)?;
     let files = RunFiles::new(&args.out);
     let (config, mut state, resumed_from) = if args.resume {
         let config = files.read_config()?;
@@ -264,7 +259,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         (args.config(), RunState::default(), false)
     };
-    let device = device(args.cuda)?;
     let started = Instant::now();
     eprintln!("loading images…");
     let prepared = prepare(&config)?;

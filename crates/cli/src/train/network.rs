@@ -16,6 +16,7 @@ use skinlens_core::model::weights::keys;
 use skinlens_core::model::{BlockSpec, ModelConfig};
 use skinlens_core::FoldedNetwork;
 
+use super::device::StepPath;
 use super::ops::batch_norm::{batch_norm_cpu, batch_norm_portable};
 use super::ops::depthwise::{depthwise_portable, DepthwiseGeometry, DepthwiseOp};
 
@@ -30,6 +31,8 @@ pub struct TrainableNetwork {
     /// BatchNorm running statistics by key name (updated by training forward passes).
     pub buffers: BTreeMap<String, Tensor>,
     pub device: Device,
+    /// Fused kernels with the hand-written backward pass (CPU) or candle ops with autograd.
+    pub path: StepPath,
 }
 
 /// Conv weight names with their shapes.
@@ -119,7 +122,7 @@ impl TrainableNetwork {
         ensure!(k >= 2, "a classifier needs at least two classes");
         params.insert("_fc.weight".into(), Var::from_tensor(&get("_fc.weight", &[k, config.head_channels])?)?);
         params.insert("_fc.bias".into(), Var::from_tensor(&get("_fc.bias", &[k])?)?);
-        Ok(Self { config, classes, params, buffers, device: device.clone() })
+        Ok(Self { config, classes, params, buffers, device: device.clone(), path: StepPath::for_device(device) })
     }
 
     fn param(&self, name: &str) -> Result<&Tensor> {
@@ -130,7 +133,7 @@ impl TrainableNetwork {
     fn batch_norm(&mut self, prefix: &str, x: &Tensor, relu6: bool) -> Result<Tensor> {
         let gamma = self.param(&format!("{prefix}.weight"))?.clone();
         let beta = self.param(&format!("{prefix}.bias"))?.clone();
-        let (y, mean, variance, rows) = if self.device.is_cpu() {
+        let (y, mean, variance, rows) = if self.path == StepPath::Fused {
             let (y, stats) = batch_norm_cpu(x, &gamma, &beta, relu6)?;
             let c = stats.mean.len();
             (y, Tensor::from_vec(stats.mean, c, &self.device)?, Tensor::from_vec(stats.variance, c, &self.device)?, stats.rows)
@@ -159,7 +162,7 @@ impl TrainableNetwork {
     fn depthwise(&self, name: &str, x: &Tensor, geometry: DepthwiseGeometry) -> Result<Tensor> {
         let w = self.param(&format!("{name}.weight"))?;
         let w = w.reshape((geometry.channels, geometry.kernel * geometry.kernel))?;
-        Ok(if self.device.is_cpu() {
+        Ok(if self.path == StepPath::Fused {
             x.apply_op2(&w, DepthwiseOp(geometry))?
         } else {
             depthwise_portable(x, &w, geometry)?
