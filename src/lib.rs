@@ -13,8 +13,8 @@ pub mod model;
 pub mod tta;
 pub mod classifier;
 
-pub use classifier::{Classification, Classifier};
+pub use classifier::{Classification, Classifier, MemberClassifier, PreparedViews};
 pub use error::{Error, Result};
 pub use labels::{ClassInfo, HAM10000_CLASSES};
 pub use tta::TestTimeAugmentation;
-pub use model::{EfficientNetLite, FoldedNetwork, ModelConfig};
+pub use model::{EfficientNetLite, FoldedNetwork, ModelConfig, ModelFile};
