@@ -216,6 +216,10 @@ fn calibrate(name: String, source: MemberSource, args: &ExportArgs, val_records:
     let epoch: Option<usize> = net.metadata.raw.get("skinlens.epoch").and_then(|e| e.parse().ok());
     let train_size = source.config.size;
     net.metadata.train_size = Some(train_size);
+    // The colour constancy the run trained with (`train --colour-constancy`) is part of the member.
+    if net.metadata.colour_constancy.is_none() {
+        net.metadata.colour_constancy = source.config.data.colour();
+    }
     net.metadata.untrained = false;
     let labels: Vec<usize> = val_records.iter().map(|r| r.label).collect();
     let log_prior: Vec<f64> = training_prior(&source.run.dir, classes, source.config.over_rate)?.iter().map(|p| p.ln()).collect();

@@ -4,8 +4,8 @@
 use candle_core::Tensor;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use skinlens_core::labels::class_info;
-use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits, PreparedImage};
-use skinlens_core::{Classification, Classifier};
+use skinlens_core::preprocess::{decode_rgb8, DecodeLimits};
+use skinlens_core::{Classification, Classifier, PreparedViews};
 
 /// Identifies the engine that computed a result; the page's backend registry uses the same id.
 pub const BACKEND_ID: &str = "cpu";
@@ -102,21 +102,13 @@ pub fn analyse(classifier: &Classifier, bytes: &[u8], clock: &impl Clock) -> ski
     let t0 = clock.now_ms();
     let decoded = decode_rgb8(bytes, &DecodeLimits::default())?;
     let t1 = clock.now_ms();
-    let prepared = prepare_decoded(&decoded, classifier.input_size());
+    let prepared = classifier.prepare_decoded(&decoded);
     drop(decoded);
-    let input = classifier.input(&prepared)?;
+    let inputs = classifier.input_tensors(&[&prepared])?;
     let t2 = clock.now_ms();
-    // The same operations as `Classifier::classify_tensor` (per view: features → pool → linear
-    // → softmax; then the mean), split so the first view's head features can also feed the
-    // activation map without a second pass.
-    let model = classifier.model();
-    let views = classifier.views(&input)?;
-    let features = model.features(&views[0])?;
-    let mut answers = vec![first(classifier.from_logits(&model.classify_features(&features)?)?)?];
-    for view in &views[1..] {
-        answers.push(first(classifier.classify_view(view)?)?);
-    }
-    let classification = Classification::mean(&answers);
+    // The core's members × views, keeping the first member's head features of the image itself
+    // for the activation map (no second pass).
+    let (classification, features) = classifier.classify_with_features(&inputs)?;
     let t3 = clock.now_ms();
     let cam = activation_map(classifier, &features, classification.top(), &classification)?;
     let t4 = clock.now_ms();
@@ -129,7 +121,7 @@ impl Analysis {
     pub(crate) fn assemble(
         backend: &'static str,
         classification: Classification,
-        prepared: PreparedImage,
+        mut prepared: PreparedViews,
         cam: ActivationMap,
         timings: Timings,
     ) -> Self {
@@ -147,7 +139,8 @@ impl Analysis {
             original_width: prepared.original_width,
             original_height: prepared.original_height,
             cam,
-            model_view: prepared.model_view,
+            // What the first member saw (its features drew the activation map).
+            model_view: prepared.inputs.swap_remove(0),
         }
     }
 }
@@ -157,17 +150,10 @@ impl Analysis {
 pub fn warm_up(classifier: &Classifier, clock: &impl Clock) -> skinlens_core::Result<f64> {
     let size = classifier.input_size();
     let grey = image::RgbImage::from_pixel(size, size, image::Rgb([127, 127, 127]));
-    let prepared = prepare_decoded(&grey, size);
+    let prepared = classifier.prepare_decoded(&grey);
     let t0 = clock.now_ms();
-    classifier.classify_tensor(&classifier.input(&prepared)?)?;
+    classifier.classify(&[&prepared])?;
     Ok(clock.now_ms() - t0)
-}
-
-fn first(mut batch: Vec<Classification>) -> skinlens_core::Result<Classification> {
-    if batch.is_empty() {
-        return Err(skinlens_core::Error::Model("the model returned no result".into()));
-    }
-    Ok(batch.swap_remove(0))
 }
 
 fn by_class(classification: &Classification, values: &[f32]) -> ByClass {

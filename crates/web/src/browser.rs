@@ -76,6 +76,8 @@ impl WasmClassifier {
             untrained: bool,
             temperature: f32,
             input_size: u32,
+            /// Every network the answer averages (one for a plain model).
+            members: Vec<crate::MemberDescription>,
             metadata: &'a std::collections::HashMap<String, String>,
         }
         let metadata = self.inner.metadata();
@@ -83,9 +85,10 @@ impl WasmClassifier {
             backend: BACKEND_ID,
             backend_label: BACKEND_LABEL,
             classes: metadata.classes.iter().map(|c| ClassLabel::of(c)).collect(),
-            untrained: metadata.untrained,
+            untrained: self.inner.untrained(),
             temperature: metadata.temperature,
             input_size: self.inner.input_size(),
+            members: crate::describe_members(&self.inner),
             metadata: &metadata.raw,
         })
     }

@@ -7,8 +7,10 @@
 //! the worker can report it (`lastPanic()`) before it is replaced by a fresh one.
 
 mod analysis;
+mod members;
 
 pub use analysis::{analyse, warm_up, Analysis, Clock, BACKEND_ID, BACKEND_LABEL};
+pub use members::{describe_members, MemberDescription};
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
