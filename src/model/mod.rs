@@ -11,4 +11,4 @@ pub use config::{BlockSpec, ModelConfig};
 pub use efficientnet::{EfficientNetLite, Trace};
 pub use mbconv::MbConv;
 pub use members::{Member, ModelFile};
-pub use weights::{FoldedBlock, FoldedConv, FoldedNetwork, ModelMetadata};
+pub use weights::{keys, FoldedBlock, FoldedConv, FoldedNetwork, ModelMetadata};

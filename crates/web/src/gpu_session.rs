@@ -61,9 +61,9 @@ impl GpuSession {
             let engine = GpuEngine::with_context(ctx.clone(), &member.network).await.map_err(|e| e.to_string())?;
             let diff = self_check(&engine, cpu).await?;
             if diff.is_nan() || diff > SELF_CHECK_TOLERANCE {
+                let which = if file.members.len() > 1 { format!(" for member {}", member.name) } else { String::new() };
                 return Err(format!(
-                    "the self-check on {adapter} disagreed with the CPU path for member {} (max |Δp| = {diff:.1e}, allowed {SELF_CHECK_TOLERANCE:.0e})",
-                    member.name
+                    "the self-check on {adapter} disagreed with the CPU path{which} (max |Δp| = {diff:.1e}, allowed {SELF_CHECK_TOLERANCE:.0e})"
                 ));
             }
             engines.push(engine);
