@@ -65,7 +65,9 @@ impl WasmClassifier {
     }
 
     /// What the model file says about itself: `{backend, backendLabel, classes: [{code, name,
-    /// malignant}], untrained, temperature, inputSize, metadata: {key: value}}`.
+    /// malignant}], untrained, temperature, inputSize, members: [{name, arch, inputSize,
+    /// trainSize, weight, temperature, colourConstancy, views}], metadata: {key: value}}`
+    /// (temperature and inputSize: the first member's).
     pub fn describe(&self) -> Result<JsValue, JsError> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
