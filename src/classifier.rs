@@ -179,10 +179,10 @@ impl Classifier {
     }
 
     /// Several classifiers as one (e.g. `predict --model a:0.6 --model b:0.4`): each one's
-    /// members keep their views, their weights scaled by its share of `shares`' total.
+    /// members keep their views, their weights scaled by its share of the parts' total weight.
     pub fn merge(parts: Vec<(Classifier, f32)>) -> Result<Self> {
         let total: f32 = parts.iter().map(|p| p.1).sum();
-        if parts.is_empty() || !(total > 0.0) {
+        if parts.is_empty() || total.is_nan() || total <= 0.0 {
             return Err(Error::Model("an ensemble needs at least one model with a positive weight".into()));
         }
         let classes = parts[0].0.metadata().classes.clone();

@@ -187,6 +187,11 @@ fn bad_member_metadata_is_refused_by_name() {
     let mut loose = tensors.clone();
     loose.insert("_fc.bias".into(), Tensor::zeros(7, DType::F32, &Device::Cpu).unwrap());
     assert!(error_of(&loose, &meta).contains("no member prefix"));
+    // File-wide extras (the familiarity check's tensors) are allowed.
+    let mut extras = tensors.clone();
+    extras.insert("skinlens.familiarity.mean".into(), Tensor::zeros(1280, DType::F32, &Device::Cpu).unwrap());
+    let bytes = safetensors::serialize(extras.iter().map(|(k, v)| (k.clone(), v)), Some(meta.clone())).unwrap();
+    assert_eq!(ModelFile::from_safetensors(&bytes).unwrap().members.len(), 2);
     let mut misshaped = tensors.clone();
     misshaped.insert("big-sog/_fc.weight".into(), Tensor::zeros((7, 1000), DType::F32, &Device::Cpu).unwrap());
     let error = error_of(&misshaped, &meta);

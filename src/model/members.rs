@@ -4,7 +4,8 @@
 //! an ensemble (see `weights::keys`): `skinlens.arch = ensemble`, `skinlens.members = a,b,…`,
 //! file-wide classes, BatchNorm layout, untrained flag and test-time views; per member
 //! `skinlens.member.NAME.{arch,input_size,temperature,weight[,colour_constancy,train_size]}`,
-//! and the member's tensors under the reference names prefixed `NAME/`. The answer is the
+//! and the member's tensors under the reference names prefixed `NAME/` (file-wide extra tensors
+//! are named `skinlens.…`). The answer is the
 //! weighted mean of the members' calibrated probabilities (`Classifier`).
 
 use std::collections::{HashMap, HashSet};
@@ -66,6 +67,8 @@ impl ModelFile {
                 Some((member, _)) => {
                     return Err(Error::Weights(format!("tensor `{name}` belongs to member `{member}`, which {} (`{list}`) does not list", keys::MEMBERS)))
                 }
+                // File-wide extras (e.g. the familiarity check's `skinlens.familiarity.*`).
+                None if name.starts_with("skinlens.") => {}
                 None => return Err(Error::Weights(format!("tensor `{name}` has no member prefix (NAME/) in a file with {}", keys::MEMBERS))),
             }
         }
