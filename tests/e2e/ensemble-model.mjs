@@ -31,23 +31,24 @@ function writeSafetensors(path, metadata, tensors) {
   writeFileSync(path, Buffer.concat([length, Buffer.from(json), ...tensors.map(([, t]) => t.bytes)]));
 }
 
-/** Writes the two-member file to `out`; returns the members' settings. */
-export function writeTwoMemberModel(shippedPath, out) {
+/**
+ * Writes a model file to `out` whose members are all the shipped network, each with its own
+ * `{name, weight, sizeDelta, temperature, colourConstancy}` (size = shipped size + sizeDelta;
+ * temperature defaults to the shipped one). Returns the members with their input sizes.
+ */
+export function writeMemberModel(shippedPath, out, members, { tta = 'none' } = {}) {
   const { metadata, tensors } = readSafetensors(shippedPath);
   const size = Number(metadata['skinlens.input_size']);
-  const members = [
-    { name: 'a', weight: '0.6', inputSize: size, temperature: metadata['skinlens.temperature'] ?? '1' },
-    { name: 'b', weight: '0.4', inputSize: size + 32, temperature: '1.7', colourConstancy: 'shades_of_gray:6' },
-  ];
+  const resolved = members.map((m) => ({ ...m, inputSize: size + (m.sizeDelta ?? 0), temperature: m.temperature ?? metadata['skinlens.temperature'] ?? '1' }));
   const meta = {
     'skinlens.arch': 'ensemble',
-    'skinlens.members': members.map((m) => m.name).join(','),
+    'skinlens.members': resolved.map((m) => m.name).join(','),
     'skinlens.classes': metadata['skinlens.classes'],
     'skinlens.batchnorm': 'folded',
     'skinlens.untrained': 'false',
-    'skinlens.tta': 'none',
+    'skinlens.tta': tta,
   };
-  for (const m of members) {
+  for (const m of resolved) {
     const key = (leaf) => `skinlens.member.${m.name}.${leaf}`;
     meta[key('arch')] = metadata['skinlens.arch'] ?? 'efficientnet-lite0';
     meta[key('input_size')] = String(m.inputSize);
@@ -55,6 +56,14 @@ export function writeTwoMemberModel(shippedPath, out) {
     meta[key('weight')] = m.weight;
     if (m.colourConstancy) meta[key('colour_constancy')] = m.colourConstancy;
   }
-  writeSafetensors(out, meta, members.flatMap((m) => tensors.map(([name, t]) => [`${m.name}/${name}`, t])));
-  return members;
+  writeSafetensors(out, meta, resolved.flatMap((m) => tensors.map(([name, t]) => [`${m.name}/${name}`, t])));
+  return resolved;
+}
+
+/** The e2e test's file: member b 32 px larger, colour constancy, temperature 1.7; 0.6 / 0.4. */
+export function writeTwoMemberModel(shippedPath, out) {
+  return writeMemberModel(shippedPath, out, [
+    { name: 'a', weight: '0.6' },
+    { name: 'b', weight: '0.4', sizeDelta: 32, temperature: '1.7', colourConstancy: 'shades_of_gray:6' },
+  ]);
 }
