@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use crate::model::{EfficientNetLite, FoldedNetwork, ModelFile, ModelMetadata};
-use crate::preprocess::{self, InputSpec};
+use crate::preprocess::{self, InputSpec, PreparedImage};
 use crate::tta::TestTimeAugmentation;
 use crate::{Error, Result};
 
@@ -280,6 +280,17 @@ impl Classifier {
         (0..self.specs.len())
             .map(|k| preprocess::input_tensor(&images.iter().map(|p| &p.inputs[k]).collect::<Vec<_>>(), &Device::Cpu))
             .collect()
+    }
+
+    /// The normalised `[1, 3, S, S]` input of one prepared view (for one-pass comparisons of
+    /// the first member, e.g. CPU against GPU).
+    pub fn input(&self, image: &PreparedImage) -> Result<Tensor> {
+        preprocess::input_tensor(&[&image.model_view], &Device::Cpu)
+    }
+
+    /// One pass of the first member's network on exactly this input (no test-time views).
+    pub fn classify_view(&self, input: &Tensor) -> Result<Vec<Classification>> {
+        self.members[0].classify_view(input)
     }
 
     /// Member `member`'s input among `inputs` (from [`input_tensors`](Self::input_tensors)).

@@ -108,7 +108,7 @@ fn a_one_network_file_keeps_todays_format_and_answers() {
         let prepared = preprocess::prepare(&image, net.config.input_size as u32).unwrap();
         let x = preprocess::input_tensor(&[&prepared.model_view], &Device::Cpu).unwrap();
         let views = net.metadata.tta.views(&x).unwrap();
-        let mut mean = vec![0f32; 7];
+        let mut mean = [0f32; 7];
         for v in &views {
             let logits = (model.forward(v).unwrap() / f64::from(net.metadata.temperature)).unwrap();
             let p = candle_nn::ops::softmax_last_dim(&logits).unwrap().to_vec2::<f32>().unwrap().remove(0);

@@ -207,6 +207,17 @@ fn best_by<T: Copy>(items: &[(T, f64)]) -> (T, f64) {
     items.iter().skip(1).fold(items[0], |best, &(t, b)| if b > best.1 + 1e-12 { (t, b) } else { best })
 }
 
+/// A test-time size tried on validation, with what it gave.
+struct SizeCandidate {
+    size: usize,
+    balanced_accuracy: f64,
+    logits: Vec<Vec<f32>>,
+    images: Vec<PreparedImage>,
+}
+
+/// Weightings tried on validation, with their balanced accuracy.
+type WeightsTried = Vec<(Vec<f32>, f64)>;
+
 /// Calibrate one member on the validation records (see the module docs, steps 1–3).
 fn calibrate(name: String, source: MemberSource, args: &ExportArgs, val_records: &[Record], roots: &[PathBuf], classes: &[String]) -> Result<Calibrated> {
     let what = source.checkpoint.display().to_string();
@@ -230,7 +241,7 @@ fn calibrate(name: String, source: MemberSource, args: &ExportArgs, val_records:
 
     // Test-time size: each candidate scored after its own best decision rule.
     let mut by_size = Vec::new();
-    let mut chosen: Option<(usize, f64, Vec<Vec<f32>>, Vec<PreparedImage>)> = None;
+    let mut chosen: Option<SizeCandidate> = None;
     for size in candidate_sizes(&args.size, &args.size_factors, train_size)? {
         net.config.input_size = size;
         let spec = InputSpec { size: size as u32, colour: net.metadata.colour_constancy };
@@ -244,11 +255,11 @@ fn calibrate(name: String, source: MemberSource, args: &ExportArgs, val_records:
         };
         eprintln!("{name}: validation at {size} px: balanced accuracy {bmca:.4} (after the decision rule)");
         by_size.push((size, bmca));
-        if chosen.as_ref().is_none_or(|c| bmca > c.1 + 1e-12) {
-            chosen = Some((size, bmca, val_logits, val.images));
+        if chosen.as_ref().is_none_or(|c| bmca > c.balanced_accuracy + 1e-12) {
+            chosen = Some(SizeCandidate { size, balanced_accuracy: bmca, logits: val_logits, images: val.images });
         }
     }
-    let (size, _, mut val_logits, val_images) = chosen.context("no candidate size")?;
+    let SizeCandidate { size, logits: mut val_logits, images: val_images, .. } = chosen.context("no candidate size")?;
     net.config.input_size = size;
 
     let tau_grid = tau_grid(&val_logits, &log_prior, &labels, classes);
@@ -308,7 +319,7 @@ fn mix(members: &[Calibrated], weights: &[f32]) -> Vec<Vec<f32>> {
 }
 
 /// Member weights by `--weights`, with the validation balanced accuracy of the choices tried.
-fn choose_weights(rule: &str, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, Vec<(Vec<f32>, f64)>)> {
+fn choose_weights(rule: &str, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
     let k = members.len();
     let bmca = |w: &[f32]| score(&mix(members, w), labels, classes).balanced_accuracy;
     let equal = vec![1.0 / k as f32; k];
@@ -319,7 +330,7 @@ fn choose_weights(rule: &str, members: &[Calibrated], labels: &[usize], classes:
             // A coarse grid (tenths; fifths beyond four members) keeps the choice from fitting
             // validation noise; among equal scores the most even split wins.
             let steps = if k <= 4 { 10 } else { 5 };
-            let mut tried: Vec<(Vec<f32>, f64)> = compositions(k, steps).into_iter().map(|c| c.iter().map(|&s| s as f32 / steps as f32).collect::<Vec<f32>>()).map(|w| { let b = bmca(&w); (w, b) }).collect();
+            let mut tried: WeightsTried = compositions(k, steps).into_iter().map(|c| c.iter().map(|&s| s as f32 / steps as f32).collect::<Vec<f32>>()).map(|w| { let b = bmca(&w); (w, b) }).collect();
             tried.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| spread(&a.0).total_cmp(&spread(&b.0))));
             Ok((tried[0].0.clone(), tried))
         }
