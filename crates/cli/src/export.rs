@@ -467,7 +467,8 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     }
 
     // Figures and the card.
-    let first = &members[0];
+    // The first shipped member speaks for the model where the card has one value (curves, τ, temperature).
+    let first = &members[shipped[0].0];
     let stem = args.out.with_extension("");
     let confusion_png = PathBuf::from(format!("{}.test-confusion.png", stem.display()));
     let title = format!("lesion-grouped test split ({} images) — balanced accuracy {:.3}", test_eval.images, test_eval.metrics.balanced_accuracy);
