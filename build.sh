@@ -76,30 +76,7 @@ else
   echo "warning: no model card at $card; the page shows the model file's metadata instead" >&2
 fi
 # The service worker precaches every file of this build; its build id is their content hash.
-node --input-type=module - dist <<'JS'
-import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-const root = process.argv[2];
-const files = [];
-const walk = (dir) => readdirSync(dir, { withFileTypes: true }).forEach((entry) => {
-  const path = join(dir, entry.name);
-  if (entry.isDirectory()) walk(path);
-  else if (relative(root, path) !== 'sw.js') files.push(relative(root, path).split('\\').join('/'));
-});
-walk(root);
-files.sort();
-const hash = createHash('sha256');
-for (const file of files) hash.update(file).update('\0').update(readFileSync(join(root, file)));
-const build = hash.digest('hex').slice(0, 16);
-const swPath = join(root, 'sw.js');
-const sw = readFileSync(swPath, 'utf8')
-  .replace('__SKINLENS_BUILD__', build)
-  .replace("'./' /* __SKINLENS_ASSETS__ */", ["'./'", ...files.map((f) => `'./${f}'`)].join(',\n  '));
-if (!sw.includes(build) || sw.includes('__SKINLENS_ASSETS__')) throw new Error('sw.js placeholders not found');
-writeFileSync(swPath, sw);
-console.log(`build ${build}: ${files.length} files`);
-JS
+node crates/web/stamp-sw.mjs dist
 du -sh dist | cut -f1 | xargs echo "dist/:"
 
 if $serve; then

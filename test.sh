@@ -21,6 +21,10 @@ install_apt chromium mesa-vulkan-drivers libvulkan1
 step "cargo build --release (the README's command: the same artifacts serve the CLI and the tests)"
 cargo build --release
 
+# Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select asks Wayland for the desktop's GPU and,
+# headless, prints "error: XDG_RUNTIME_DIR is invalid or not set" for every device the GPU tests
+# open. It only orders GPUs (wgpu picks the high-performance one itself): switch it off.
+export NODEVICE_SELECT=1
 step "cargo test --release --workspace (core parity, decode, CLI, trainer, GPU kernels on lavapipe)"
 cargo test --release --workspace
 

@@ -12,8 +12,11 @@ pub mod nn;
 pub mod model;
 pub mod tta;
 pub mod classifier;
+/// Out-of-distribution check on the pooled features (fitted by `skinlens fit-familiarity`).
+pub mod familiarity;
 
 pub use classifier::{Classification, Classifier, MemberClassifier, PreparedViews};
+pub use familiarity::{Familiarity, FamiliarityCheck};
 pub use error::{Error, Result};
 pub use labels::{ClassInfo, HAM10000_CLASSES};
 pub use tta::TestTimeAugmentation;

@@ -1,8 +1,12 @@
-// The page: wires drop/pick/paste to the engine worker and shows what comes back.
+// The page: wires drop/pick/paste/camera to the engine worker and shows what comes back.
 // Also the automation API for kiosks and tests, `window.skinlens` (documented in README.md).
+// `?kiosk=1` (optionally `&idle=SECONDS`, default 120): large touch targets, the camera as the
+// main input, results cleared after that long without a touch, no downloads.
 
 import { BACKENDS, Engine, backendFromQuery } from './engine.js';
-import { renderBars, drawPreview, drawActivationMap, describeTimings } from './render.js';
+import { renderBars, drawPreview, drawOriginal, describeTimings } from './render.js';
+import { drawHeatMap, drawLegend } from './heatmap.js';
+import { resultReport } from './report.js';
 import { renderCard } from './card.js';
 import { coversIsic2018, toIsic2018Csv } from './csv.js';
 
@@ -11,17 +15,32 @@ const CARD_URL = './models/skinlens.card.json';
 
 const $ = (id) => document.getElementById(id);
 
+/** Pixels of the model's view and heat map on screen (the model's own input is smaller). */
+const DISPLAY_SIZE = 256;
+const query = new URLSearchParams(location.search);
+const kiosk = query.get('kiosk') === '1';
+const idleSeconds = Number(query.get('idle')) > 0 ? Number(query.get('idle')) : 120;
+
 /** Every image of the current drop, in order: {fileName, result} or {fileName, error}. */
 let entries = [];
 let selected = -1;
 let backendLabel = '';
 
-/** The badge shows the backend the engine actually runs: `auto` picks one, and a GPU can fall back. */
+/** The short name of a backend id ('GPU · WebGPU', 'CPU · wasm SIMD'). */
+const shortLabel = (id) => BACKENDS[id]?.label ?? id;
+
+/**
+ * The badge shows the backend the engine actually runs (`auto` picks one, a GPU can fall back)
+ * in two or three words; the full story (adapter, or why not WebGPU) opens under it.
+ */
 function showBackend(id, label) {
-  if (!label) return;
+  if (!label || !id) return;
   backendLabel = label;
-  $('backend-badge').textContent = label;
-  $('backend-badge').dataset.backend = id;
+  $('backend-badge').textContent = shortLabel(id);
+  $('backend').dataset.backend = id;
+  $('backend-detail').textContent = label === shortLabel(id)
+    ? `${label}: the model runs on this device's processor, in a background worker; nothing is sent anywhere.`
+    : label;
 }
 
 function showPageError(message) {
@@ -60,23 +79,88 @@ function showEntry(index) {
   const entry = entries[index];
   $('result').hidden = false;
   $('result-title').textContent = entry.fileName;
-  for (const row of $('batch-table').tBodies[0].rows) row.classList.toggle('selected', Number(row.dataset.index) === index);
+  for (const row of $('batch-table').tBodies[0].rows) {
+    const chosen = Number(row.dataset.index) === index;
+    row.classList.toggle('selected', chosen);
+    row.querySelector('button')?.setAttribute('aria-pressed', String(chosen));
+  }
 
   if (entry.error) {
     $('result-error').textContent = `${entry.fileName}: ${entry.error}`;
     $('result-error').hidden = false;
     $('result-body').hidden = true;
+    $('ood-warning').hidden = true;
     return;
   }
   $('result-error').hidden = true;
   $('result-body').hidden = false;
   const { result } = entry;
-  drawPreview($('preview'), result.preview);
+  const unusual = result.familiarity?.unusual === true;
+  $('ood-warning').hidden = !unusual;
+  if (unusual) {
+    $('ood-score').textContent = `unfamiliarity ${result.familiarity.score.toFixed(1)}, flagged above ${result.familiarity.threshold.toFixed(1)}`;
+  }
+  $('result-body').classList.toggle('unusual', unusual);
+  drawPreview($('preview'), result.preview, DISPLAY_SIZE);
   $('preview-size').textContent = `${result.preview.width}×${result.preview.height}`;
-  drawActivationMap($('cam-overlay'), result.cam, result.preview.width);
-  $('cam-overlay').hidden = !$('cam-toggle').checked;
+  const shown = drawHeatMap($('cam-overlay'), result.cam, DISPLAY_SIZE);
+  $('cam-class').textContent = result.ranked.find((r) => r.code === result.cam.class)?.name ?? result.cam.class;
+  $('cam-note').textContent = shown
+    ? `The model's own ${result.cam.width}×${result.cam.height} feature map, smoothly upsampled; colours are relative to the strongest cell (where, not how much).`
+    : 'No part of this image holds positive evidence for the top class, so there is no heat map.';
+  showHeatMap();
   renderBars($('bars'), result.ranked);
-  $('timings').textContent = describeTimings(result.timings, result.backendLabel ?? backendLabel);
+  $('timings').textContent = describeTimings(result.timings, shortLabel(result.backend) ?? backendLabel);
+  $('original-size').textContent = `${result.original_width}×${result.original_height}`;
+  const original = $('original');
+  original.hidden = true;
+  if (entry.file) {
+    drawOriginal(original, entry.file).then((drawn) => {
+      if (entries[selected] === entry) original.hidden = !drawn;
+    });
+  }
+}
+
+function showHeatMap() {
+  $('cam-overlay').hidden = !$('cam-toggle').checked;
+  $('cam-overlay').style.opacity = String(Number($('cam-opacity').value) / 100);
+  $('cam-opacity').disabled = !$('cam-toggle').checked;
+}
+
+function clearResults() {
+  entries = [];
+  selected = -1;
+  $('result').hidden = true;
+  $('batch').hidden = true;
+  $('bars').replaceChildren();
+  for (const id of ['preview', 'cam-overlay', 'original']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
+  window.dispatchEvent(new CustomEvent('skinlens:cleared'));
+}
+
+async function saveReport() {
+  const entry = entries[selected];
+  if (kiosk || !entry?.result) return;
+  const card = await cardLoaded;
+  const name = card?.name ?? description?.metadata?.['skinlens.arch'] ?? 'skinlens model';
+  const version = card?.version ? ` ${card.version}` : '';
+  const blob = await resultReport({
+    result: entry.result,
+    fileName: entry.fileName,
+    original: $('original').hidden ? null : $('original'),
+    opacity: $('cam-toggle').checked ? Number($('cam-opacity').value) / 100 : 0,
+    model: `${name}${version}`,
+    date: new Date(),
+  });
+  const stem = entry.fileName.replace(/\.[^.]+$/, '').replace(/[^\w.-]+/g, '_') || 'image';
+  download(blob, `skinlens-${stem}.png`);
+}
+
+function download(blob, fileName) {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = fileName;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
 }
 
 // ---- several results ---------------------------------------------------------------------------
@@ -95,7 +179,6 @@ function renderTable(classCodes) {
     ...entries.map((entry, index) => {
       const row = document.createElement('tr');
       row.dataset.index = String(index);
-      row.tabIndex = 0;
       const cell = (text, className) => {
         const td = document.createElement('td');
         td.textContent = text;
@@ -103,7 +186,17 @@ function renderTable(classCodes) {
         row.append(td);
         return td;
       };
-      cell(entry.fileName);
+      // The file name is a button: keyboard and screen-reader users select rows with it.
+      const open = document.createElement('button');
+      open.type = 'button';
+      open.className = 'row-button';
+      open.textContent = entry.fileName;
+      open.setAttribute('aria-pressed', String(index === selected));
+      open.addEventListener('click', (event) => {
+        event.stopPropagation();
+        showEntry(index);
+      });
+      cell('').append(open);
       if (entry.error) {
         cell('error', 'error-cell').title = entry.error;
         const message = cell(entry.error, 'error-cell');
@@ -116,7 +209,6 @@ function renderTable(classCodes) {
         for (const code of classCodes) cell((entry.result.probabilities[code] * 100).toFixed(1));
       }
       row.addEventListener('click', () => showEntry(index));
-      row.addEventListener('keydown', (event) => event.key === 'Enter' && showEntry(index));
       return row;
     }),
   );
@@ -126,6 +218,7 @@ function renderTable(classCodes) {
 
 let engine;
 let description;
+let cardLoaded;
 
 async function classifyFiles(files) {
   if (files.length === 0) return;
@@ -159,13 +252,9 @@ function publicEntry({ fileName, result, error }) {
 }
 
 function downloadCsv() {
+  if (kiosk) return;
   const rows = entries.filter((e) => e.result);
-  const blob = new Blob([toIsic2018Csv(rows)], { type: 'text/csv' });
-  const link = document.createElement('a');
-  link.href = URL.createObjectURL(blob);
-  link.download = 'skinlens-isic2018.csv';
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  download(new Blob([toIsic2018Csv(rows)], { type: 'text/csv' }), 'skinlens-isic2018.csv');
 }
 
 function wireInputs() {
@@ -198,20 +287,138 @@ function wireInputs() {
     const files = [...(event.clipboardData?.files ?? [])].filter((f) => f.type.startsWith('image/'));
     if (files.length) classifyFiles(files);
   });
-  $('cam-toggle').addEventListener('change', (event) => {
-    $('cam-overlay').hidden = !event.target.checked;
+  $('camera-input').addEventListener('change', (event) => {
+    classifyFiles([...event.target.files]);
+    event.target.value = '';
   });
+  $('cam-toggle').addEventListener('change', showHeatMap);
+  $('cam-opacity').addEventListener('input', showHeatMap);
   $('csv-download').addEventListener('click', downloadCsv);
+  $('save-report').addEventListener('click', () => saveReport().catch((error) => showPageError(`The result could not be saved: ${error.message}`)));
+  $('camera-start').addEventListener('click', () => startCamera());
+  $('camera-stop').addEventListener('click', stopCamera);
+  $('camera-capture').addEventListener('click', () => capturePhoto());
+}
+
+// ---- camera ------------------------------------------------------------------------------------
+
+let cameraStream = null;
+
+/** The viewfinder: the back camera where there is one. The frames stay in this page. */
+async function startCamera() {
+  $('camera-error').hidden = true;
+  if (!navigator.mediaDevices?.getUserMedia) {
+    showCameraError('this browser offers no camera to web pages (it needs a secure origin: https or localhost)');
+    return false;
+  }
+  try {
+    cameraStream ??= await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment', width: { ideal: 1280 }, height: { ideal: 960 } }, audio: false });
+  } catch (error) {
+    showCameraError(error.name === 'NotAllowedError' ? 'permission to use the camera was refused' : `no camera could be opened (${error.message || error.name})`);
+    return false;
+  }
+  const video = $('viewfinder');
+  video.srcObject = cameraStream;
+  $('camera').hidden = false;
+  document.body.classList.add('camera-on');
+  await video.play().catch(() => {});
+  $('camera-capture').focus();
+  return true;
+}
+
+function showCameraError(reason) {
+  $('camera').hidden = false;
+  $('camera-error').textContent = `The camera cannot be used: ${reason}. Choose a file instead.`;
+  $('camera-error').hidden = false;
+}
+
+function stopCamera() {
+  cameraStream?.getTracks().forEach((track) => track.stop());
+  cameraStream = null;
+  $('viewfinder').srcObject = null;
+  $('camera').hidden = true;
+  document.body.classList.remove('camera-on');
+  $('camera-start').focus();
+}
+
+/** One frame of the viewfinder, classified like a dropped file. */
+async function capturePhoto() {
+  const video = $('viewfinder');
+  if (!cameraStream || !video.videoWidth) return;
+  const frame = new OffscreenCanvas(video.videoWidth, video.videoHeight);
+  frame.getContext('2d').drawImage(video, 0, 0);
+  const blob = await frame.convertToBlob({ type: 'image/png' });
+  const stamp = new Date().toTimeString().slice(0, 8).replaceAll(':', '-');
+  if (!kiosk) stopCamera(); // in a kiosk the camera stays the main input
+  await classifyFiles([new File([blob], `camera-${stamp}.png`, { type: 'image/png' })]);
+}
+
+// ---- kiosk -------------------------------------------------------------------------------------
+
+let idleTimer = 0;
+
+/** After `idleSeconds` without a touch, the last person's result goes, and a waiting update applies. */
+function restartIdleTimer() {
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(() => {
+    if (entries.length) clearResults();
+    if (waitingWorker) applyUpdate();
+  }, idleSeconds * 1000);
+}
+
+function startKiosk() {
+  document.body.classList.add('kiosk');
+  for (const type of ['pointerdown', 'keydown', 'touchstart', 'wheel']) window.addEventListener(type, restartIdleTimer, { passive: true });
+  window.addEventListener('skinlens:result', restartIdleTimer);
+  restartIdleTimer();
+}
+
+// ---- updates -----------------------------------------------------------------------------------
+
+let waitingWorker = null;
+let reloadOnControllerChange = false;
+
+function announceUpdate(worker) {
+  waitingWorker = worker;
+  $('update-notice').hidden = false;
+  window.dispatchEvent(new CustomEvent('skinlens:update-ready'));
+}
+
+/** Let the new service worker take over, then reload into the new build. */
+function applyUpdate() {
+  if (!waitingWorker) return;
+  reloadOnControllerChange = true;
+  waitingWorker.postMessage({ type: 'skip-waiting' });
 }
 
 // ---- start -------------------------------------------------------------------------------------
 
-function registerServiceWorker() {
+/**
+ * Offline support, and new deployments: a new build's service worker installs in the background
+ * and waits; the page says an update is ready, and the update button (or, in a kiosk, the next
+ * idle reset) lets it take over and reloads.
+ */
+async function registerServiceWorker() {
   if (!('serviceWorker' in navigator)) return;
-  // Scope is this directory, so the page works from any sub-path of a static host.
-  navigator.serviceWorker.register('./sw.js').catch((error) => {
+  let registration;
+  try {
+    // Scope is this directory, so the page works from any sub-path of a static host.
+    registration = await navigator.serviceWorker.register('./sw.js');
+  } catch (error) {
     console.warn(`offline mode unavailable: ${error.message}`);
+    return;
+  }
+  navigator.serviceWorker.addEventListener('controllerchange', () => {
+    if (reloadOnControllerChange) location.reload();
   });
+  const watch = (worker) => worker?.addEventListener('statechange', () => {
+    if (worker.state === 'installed' && navigator.serviceWorker.controller) announceUpdate(worker);
+  });
+  if (registration.waiting && navigator.serviceWorker.controller) announceUpdate(registration.waiting);
+  watch(registration.installing);
+  registration.addEventListener('updatefound', () => watch(registration.installing));
+  // Tabs and kiosks stay open for days: look for a new deployment every hour, not only on load.
+  setInterval(() => registration.update().catch(() => {}), 3_600_000);
 }
 
 function start() {
@@ -226,10 +433,15 @@ function start() {
   }
   backendLabel = BACKENDS[backend].label;
   $('backend-badge').textContent = backendLabel;
-  $('backend-badge').dataset.backend = backend;
+  $('backend').dataset.backend = backend;
+  $('backend-detail').textContent = 'The engine is starting.';
+  // The model card is open beside the results on wide screens, folded on phones and in kiosks.
+  $('model-card').open = !kiosk && matchMedia('(min-width: 48rem)').matches;
+  drawLegend($('cam-legend'));
+  $('update-reload').addEventListener('click', applyUpdate);
 
   engine = new Engine({ backend, modelUrl: MODEL_URL, onProgress: setProgress });
-  const cardLoaded = fetchCard();
+  cardLoaded = fetchCard();
   cardLoaded.then((card) => description || renderCard($('card-fields'), card, null));
   const ready = Promise.all([engine.ready, cardLoaded]).then(([loaded, card]) => {
     description = loaded.description;
@@ -247,9 +459,15 @@ function start() {
       classes: description.classes,
       untrained: description.untrained,
       inputSize: description.inputSize,
+      familiarity: description.familiarity ?? null,
+      kiosk,
       card,
     };
   });
+  if (kiosk) {
+    startKiosk();
+    ready.then(() => startCamera()).catch(() => {});
+  }
   ready.catch((error) => {
     $('loading').hidden = true;
     showPageError(`The classifier could not start: ${error.message}`);
@@ -264,7 +482,7 @@ function start() {
     async classify(image) {
       if (!(image instanceof Blob)) throw new TypeError('skinlens.classify() takes a Blob or File');
       await ready;
-      const entry = { fileName: image.name || 'image' };
+      const entry = { fileName: image.name || 'image', file: image };
       try {
         entry.result = await engine.classify(image);
       } catch (error) {
@@ -279,6 +497,8 @@ function start() {
     },
     /** What the page currently shows, one {fileName, result | error} per image. */
     results: () => entries.map(publicEntry),
+    /** Whether a new build is installed and waiting for a reload. */
+    updateReady: () => waitingWorker !== null,
   };
   registerServiceWorker();
 }

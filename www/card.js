@@ -58,6 +58,17 @@ function describeMetrics(metrics) {
   return parts.length ? parts.join(', ') : asText(metrics);
 }
 
+/** The familiarity check's measured rates, as `skinlens fit-familiarity` writes them into the card. */
+function describeFamiliarity(familiarity, description) {
+  if (!description?.familiarity && !familiarity) return undefined;
+  const rate = familiarity?.false_alarm_rate;
+  const detection = familiarity?.detection_rate_non_dermoscopy;
+  const parts = ['warns when an image does not look like dermoscopy (a check on the network\u2019s own features)'];
+  if (typeof rate?.test === 'number') parts.push(`false alarms on the held-out test split ${(rate.test * 100).toFixed(1)} % (${rate.test_flagged} of ${rate.test_images})`);
+  if (typeof detection?.rate === 'number') parts.push(`flags ${(detection.rate * 100).toFixed(1)} % of ${detection.images} non-dermoscopy images (photos, screenshots, text, flat colours)`);
+  return parts.join('; ');
+}
+
 /** [[term, text]] rows in reading order. */
 export function cardRows(card, description) {
   const meta = description?.metadata ?? {};
@@ -81,6 +92,7 @@ export function cardRows(card, description) {
     ['On', asText(pick(metrics, 'split', 'measured_on'))],
     ['Calibration', description && description.temperature !== 1 ? `softmax temperature ${description.temperature.toFixed(3)}` : undefined],
     ['Views', meta['skinlens.tta'] === 'flips' ? 'each answer averages the image and its three mirror images (4 passes)' : undefined],
+    ['Unusual images', describeFamiliarity(card?.familiarity, description)],
     ['Weights', asText(pick(weights, 'base', 'source'))],
     ['Licence', asText(pick(licences, 'data', 'model')) ?? asText(pick(card, 'licence', 'license')) ?? meta['skinlens.licence']],
     ['Weights licence', asText(pick(licences, 'base_weights') ?? pick(weights, 'licence', 'license'))],

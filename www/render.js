@@ -1,4 +1,4 @@
-// Drawing one result: the model's view, its class-activation map, and the seven bars.
+// Drawing one result: the user's image, the model's view, and the seven bars (heat map: heatmap.js).
 
 const percent = (p) => `${(p * 100).toFixed(1)} %`;
 
@@ -27,7 +27,8 @@ export function renderBars(list, ranked) {
       track.setAttribute('aria-valuemin', '0');
       track.setAttribute('aria-valuemax', '1');
       track.setAttribute('aria-valuenow', String(probability));
-      track.setAttribute('aria-label', `${name} probability`);
+      track.setAttribute('aria-valuetext', percent(probability));
+      track.setAttribute('aria-label', `${name}${malignant ? ' (malignant)' : ''}: probability`);
       const fill = document.createElement('span');
       fill.className = 'bar-fill';
       // CSSOM writes are allowed under the page's CSP (style attributes in markup are not).
@@ -44,43 +45,52 @@ export function renderBars(list, ranked) {
   );
 }
 
-/** The square the model saw, at its input size. */
-export function drawPreview(canvas, preview) {
-  canvas.width = preview.width;
-  canvas.height = preview.height;
+/** The square the model saw, drawn at `displaySize` with smooth scaling (its pixels are `preview.width`). */
+export function drawPreview(canvas, preview, displaySize) {
   const pixels = new ImageData(new Uint8ClampedArray(preview.rgba), preview.width, preview.height);
-  canvas.getContext('2d').putImageData(pixels, 0, 0);
+  const small = new OffscreenCanvas(preview.width, preview.height);
+  small.getContext('2d').putImageData(pixels, 0, 0);
+  canvas.width = displaySize;
+  canvas.height = displaySize;
+  const context = canvas.getContext('2d');
+  context.imageSmoothingEnabled = true;
+  context.imageSmoothingQuality = 'high';
+  context.drawImage(small, 0, 0, displaySize, displaySize);
 }
 
 /**
- * The top class's activation map over the preview. Only positive evidence is shown (as in the
- * original CAM paper), scaled to its own maximum, so the overlay says "where", not "how much":
- * transparent where the class has no support, through yellow to red at the strongest cell.
- * The 7×7 grid is smoothed bilinearly up to the preview's size.
+ * The image the user gave, whole, with the model's square outlined: the largest centred square,
+ * as the engine crops it (x0 = ⌊(W − s)/2⌋, y0 = ⌊(H − s)/2⌋, s = min(W, H)). Returns false when
+ * this browser cannot decode the file itself (e.g. TIFF); the engine decodes on its own.
  */
-export function drawActivationMap(canvas, cam, size) {
-  canvas.width = size;
-  canvas.height = size;
+export async function drawOriginal(canvas, image, { longSide = 512 } = {}) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(image); // EXIF orientation applied, as the engine does
+  } catch {
+    return false;
+  }
+  const { width, height } = bitmap;
+  const scale = longSide / Math.max(width, height);
+  canvas.width = Math.max(1, Math.round(width * scale));
+  canvas.height = Math.max(1, Math.round(height * scale));
   const context = canvas.getContext('2d');
-  context.clearRect(0, 0, size, size);
-  const peak = Math.max(0, ...cam.values);
-  if (!(peak > 0)) return; // no positive evidence anywhere: nothing to point at
-
-  const grid = new ImageData(cam.width, cam.height);
-  cam.values.forEach((value, i) => {
-    const t = Math.max(0, value) / peak;
-    grid.data.set([255, Math.round(230 * (1 - t)), 0, Math.round(200 * t)], i * 4);
-  });
-  const small = new OffscreenCanvas(cam.width, cam.height);
-  small.getContext('2d').putImageData(grid, 0, 0);
-  context.imageSmoothingEnabled = true;
   context.imageSmoothingQuality = 'high';
-  // Cell i's centre lands on pixel (i + ½)·size/width, which is where the network's receptive
-  // field for that cell is centred; the browser's bilinear filter fills in between.
-  context.drawImage(small, 0, 0, size, size);
+  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const side = Math.min(width, height);
+  const square = [Math.floor((width - side) / 2), Math.floor((height - side) / 2), side, side].map((v) => v * scale);
+  // A light line over a dark one: visible on any skin tone or background.
+  context.lineWidth = Math.max(3, canvas.width / 120);
+  context.strokeStyle = 'rgba(0, 0, 0, 0.75)';
+  context.strokeRect(...square);
+  context.setLineDash([context.lineWidth * 3, context.lineWidth * 2]);
+  context.strokeStyle = '#ffffff';
+  context.strokeRect(...square);
+  return true;
 }
 
-export function describeTimings({ decode_ms, preprocess_ms, inference_ms }, backendLabel) {
+export function describeTimings({ decode_ms, preprocess_ms, inference_ms }, shortBackendLabel) {
   const ms = (v) => `${v.toFixed(1)} ms`;
-  return `Decode ${ms(decode_ms)} · preprocess ${ms(preprocess_ms)} · inference ${ms(inference_ms)} — ${backendLabel}, on this device`;
+  return `Decode ${ms(decode_ms)} · preprocess ${ms(preprocess_ms)} · inference ${ms(inference_ms)} — ${shortBackendLabel}, on this device`;
 }

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const DIST = join(REPO, 'dist');
+// SKINLENS_DIST: test another build of the site (default: dist/).
+export const DIST = process.env.SKINLENS_DIST ?? join(REPO, 'dist');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 // DEVELOPERS.md § Headless Chromium.

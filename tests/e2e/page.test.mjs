@@ -123,7 +123,8 @@ test('the page loads the model, says where it runs and that it is not a diagnosi
   // --enable-unsafe-webgpu, so the engine must be, and say it is, the wasm SIMD CPU path.
   assert.equal(ready.backend, 'cpu');
   assert.match(ready.backendLabel, /^CPU · wasm SIMD/);
-  assert.equal(await page.textContent('#backend-badge'), ready.backendLabel);
+  assert.equal(await page.textContent('#backend-badge'), 'CPU · wasm SIMD');
+  assert.match(await page.textContent('#backend-detail'), /^CPU · wasm SIMD/);
   assert.ok(ready.coldStartMs > 0);
   assert.deepEqual(ready.classes.map((c) => c.code).sort(), ['akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc']);
   assert.ok(Number.isInteger(ready.inputSize) && ready.inputSize >= 32, `inputSize ${ready.inputSize}`);
@@ -210,7 +211,8 @@ test('one image: full names, malignant flags, activation-map toggle; screenshot'
   assert.ok(values.every((v, i) => i === 0 || values[i - 1] >= v));
   // The preview shows real pixels, not an empty canvas.
   const previewSpread = await page.evaluate(() => {
-    const data = document.getElementById('preview').getContext('2d').getImageData(0, 0, 224, 224).data;
+    const canvas = document.getElementById('preview');
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     let min = 255, max = 0;
     for (let i = 0; i < data.length; i += 4) { min = Math.min(min, data[i]); max = Math.max(max, data[i]); }
     return max - min;

@@ -19,10 +19,10 @@ install_npm "$here"
 
 # Rebuild the site when any of its inputs is newer than the last build.
 stamp=dist/sw.js
-if [[ ! -f $stamp ]] || [[ -n $(find www crates/web/src crates/web/Cargo.toml crates/gpu/src crates/gpu/Cargo.toml src models Cargo.lock build.sh -newer "$stamp" -type f -print -quit 2>/dev/null) ]]; then
+if [[ ! -f $stamp ]] || [[ -n $(find www crates/web/src crates/web/Cargo.toml crates/web/stamp-sw.mjs crates/gpu/src crates/gpu/Cargo.toml src models Cargo.lock build.sh -newer "$stamp" -type f -print -quit 2>/dev/null) ]]; then
   echo "== ./build.sh"
   ./build.sh
 fi
 
 echo "== e2e tests"
-exec node --test --test-concurrency=1 --test-reporter=spec "$here/page.test.mjs" "$here/webgpu.test.mjs" "$here/ensemble.test.mjs"
+exec node --test --test-concurrency=1 --test-reporter=spec "$here/page.test.mjs" "$here/ux.test.mjs" "$here/webgpu.test.mjs" "$here/ensemble.test.mjs"

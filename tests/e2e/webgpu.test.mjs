@@ -55,7 +55,9 @@ test('with WebGPU: the default page runs on the GPU, matches the CPU path, and s
     assert.equal(ready.backend, 'webgpu', `backend: ${ready.backendLabel}`);
     assert.equal(ready.requestedBackend, 'auto');
     assert.match(ready.backendLabel, /^GPU · WebGPU \(.+\)$/);
-    assert.equal(await gpuPage.textContent('#backend-badge'), ready.backendLabel);
+    // The badge is short; the adapter is in the details one click away.
+    assert.equal(await gpuPage.textContent('#backend-badge'), 'GPU · WebGPU');
+    assert.equal(await gpuPage.textContent('#backend-detail'), ready.backendLabel);
 
     const cpuPage = await browser.context.newPage();
     const cpuReady = await openPage(cpuPage, `${server.url}?backend=cpu`);
@@ -82,7 +84,8 @@ test('with WebGPU: the default page runs on the GPU, matches the CPU path, and s
     assert.equal(afterLoss.backend, 'cpu');
     assert.match(afterLoss.fallbackReason, /GPU failed during this session/);
     assert.ok(maxDifference(afterLoss, await classify(cpuPage, fixture)) <= TOLERANCE);
-    assert.match(await gpuPage.textContent('#backend-badge'), /^CPU · wasm SIMD — WebGPU unavailable: the GPU failed/);
+    assert.equal(await gpuPage.textContent('#backend-badge'), 'CPU · wasm SIMD');
+    assert.match(await gpuPage.textContent('#backend-detail'), /^CPU · wasm SIMD — WebGPU unavailable: the GPU failed/);
     await cpuPage.close();
   } finally {
     await browser.close();
@@ -95,7 +98,12 @@ test('without WebGPU: the default page falls back to the CPU and answers; ?backe
     const ready = await openPage(browser.page, server.url);
     assert.equal(ready.backend, 'cpu');
     assert.match(ready.backendLabel, /^CPU · wasm SIMD — WebGPU unavailable: .+/);
-    assert.equal(await browser.page.textContent('#backend-badge'), ready.backendLabel);
+    assert.equal(await browser.page.textContent('#backend-badge'), 'CPU · wasm SIMD');
+    // The reason is one click away.
+    assert.ok(await browser.page.isHidden('#backend-detail'));
+    await browser.page.click('#backend summary');
+    assert.equal(await browser.page.textContent('#backend-detail'), ready.backendLabel);
+    assert.ok(await browser.page.isVisible('#backend-detail'));
     const result = await classify(browser.page, fixtures[0]);
     assert.equal(result.backend, 'cpu');
     const sum = Object.values(result.probabilities).reduce((a, b) => a + b, 0);

@@ -4,6 +4,7 @@ mod data;
 mod ensemble;
 mod evaluate;
 mod export;
+mod fit_familiarity;
 mod inputs;
 mod metrics;
 mod model_file;
@@ -33,6 +34,8 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Fold, calibrate and test a run's checkpoint; write models/skinlens.safetensors and its card.
     Export(export::ExportArgs),
+    /// Fit the page's "does this look like dermoscopy?" check on a model's features; store it in the model.
+    FitFamiliarity(fit_familiarity::FitFamiliarityArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args).map(|()| ExitCode::SUCCESS),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Export(args) => export::run(args),
+        Command::FitFamiliarity(args) => fit_familiarity::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -5,6 +5,7 @@ use candle_core::Tensor;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use skinlens_core::labels::class_info;
 use skinlens_core::preprocess::{decode_rgb8, DecodeLimits};
+use skinlens_core::familiarity::{pooled_features, Familiarity, FamiliarityCheck};
 use skinlens_core::{Classification, Classifier, PreparedViews};
 
 /// Identifies the engine that computed a result; the page's backend registry uses the same id.
@@ -68,7 +69,8 @@ pub struct RankedClass {
 }
 
 /// The class-activation map of the top class: the linear head's weights applied to each of the
-/// last feature map's positions (7×7 at 224 input). Raw values; the page decides how to colour them.
+/// last feature map's positions, at the feature map's own size (input size / 32: 4×4 at 128 px,
+/// 7×7 at 224 px). Raw values; the page decides how to colour and smooth them.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ActivationMap {
     pub class: String,
@@ -92,6 +94,11 @@ pub struct Analysis {
     pub original_width: u32,
     pub original_height: u32,
     pub cam: ActivationMap,
+    /// Whether the image looks like the training data; `None` when the model file has no check.
+    pub familiarity: Option<Familiarity>,
+    /// The pooled head features of the first view, which the familiarity check reads.
+    #[serde(skip)]
+    pub pooled_features: Vec<f32>,
     /// The square the model saw, `size × size` RGB; the wrapper hands it to JS as RGBA pixels.
     #[serde(skip)]
     pub model_view: image::RgbImage,
@@ -113,7 +120,7 @@ pub fn analyse(classifier: &Classifier, bytes: &[u8], clock: &impl Clock) -> ski
     let cam = activation_map(classifier, &features, classification.top(), &classification)?;
     let t4 = clock.now_ms();
     let timings = Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 };
-    Ok(Analysis::assemble(BACKEND_ID, classification, prepared, cam, timings))
+    Ok(Analysis::assemble(BACKEND_ID, classification, prepared, cam, timings).with_features(&features)?)
 }
 
 impl Analysis {
@@ -139,9 +146,23 @@ impl Analysis {
             original_width: prepared.original_width,
             original_height: prepared.original_height,
             cam,
+            familiarity: None,
+            pooled_features: Vec::new(),
             // What the first member saw (its features drew the activation map).
             model_view: prepared.inputs.swap_remove(0),
         }
+    }
+
+    /// Keep the pooled head features `[1, C, h, w]` → `C` for the familiarity check.
+    pub(crate) fn with_features(mut self, features: &Tensor) -> skinlens_core::Result<Self> {
+        self.pooled_features = pooled_features(features)?;
+        Ok(self)
+    }
+
+    /// Run the model file's familiarity check, when it has one, on this image's features.
+    pub fn assess_familiarity(&mut self, check: Option<&FamiliarityCheck>) -> skinlens_core::Result<()> {
+        self.familiarity = check.map(|check| check.check(&self.pooled_features)).transpose()?;
+        Ok(())
     }
 }
 

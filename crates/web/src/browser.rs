@@ -4,6 +4,7 @@ use std::sync::Mutex;
 
 use js_sys::{Reflect, Uint8ClampedArray};
 use serde::Serialize;
+use skinlens_core::familiarity::FamiliarityCheck;
 use skinlens_core::Classifier;
 use wasm_bindgen::prelude::*;
 
@@ -52,6 +53,8 @@ pub fn simd_build() -> bool {
 #[wasm_bindgen]
 pub struct WasmClassifier {
     inner: Classifier,
+    /// The model file's out-of-distribution check, when it carries one.
+    familiarity: Option<FamiliarityCheck>,
 }
 
 #[wasm_bindgen]
@@ -61,7 +64,8 @@ impl WasmClassifier {
     pub fn new(model_bytes: &[u8]) -> Result<WasmClassifier, JsError> {
         let inner = Classifier::from_safetensors(model_bytes)
             .map_err(|e| JsError::new(&format!("the model could not be loaded: {e}")))?;
-        Ok(Self { inner })
+        let familiarity = load_familiarity(model_bytes)?;
+        Ok(Self { inner, familiarity })
     }
 
     /// What the model file says about itself: `{backend, backendLabel, classes: [{code, name,
@@ -81,6 +85,7 @@ impl WasmClassifier {
             /// Every network the answer averages (one for a plain model).
             members: Vec<crate::MemberDescription>,
             metadata: &'a std::collections::HashMap<String, String>,
+            familiarity: Option<FamiliarityDescription>,
         }
         let metadata = self.inner.metadata();
         to_js(&Description {
@@ -92,6 +97,7 @@ impl WasmClassifier {
             input_size: self.inner.input_size(),
             members: crate::describe_members(&self.inner),
             metadata: &metadata.raw,
+            familiarity: describe_familiarity(self.familiarity.as_ref()),
         })
     }
 
@@ -104,15 +110,36 @@ impl WasmClassifier {
     /// Image bytes (JPEG, PNG, WebP, BMP, GIF, TIFF) → `{probabilities: {code: p}, top, backend,
     /// timings: {decode_ms, preprocess_ms, inference_ms, cam_ms}, ranked, logits,
     /// original_width, original_height, cam: {class, width, height, values},
+    /// familiarity: {score, threshold, unusual} | null,
     /// preview: {width, height, rgba: Uint8ClampedArray}}`.
     pub fn classify(&self, image_bytes: &[u8]) -> Result<JsValue, JsError> {
-        let analysis = analysis::analyse(&self.inner, image_bytes, &PerformanceClock)
+        let mut analysis = analysis::analyse(&self.inner, image_bytes, &PerformanceClock)
+            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
+        analysis
+            .assess_familiarity(self.familiarity.as_ref())
             .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
         let result = to_js(&analysis)?;
         let preview = preview_object(&analysis.model_view)?;
         Reflect::set(&result, &"preview".into(), &preview).map_err(js_error)?;
         Ok(result)
     }
+}
+
+/// What `describe()` says about the familiarity check: `{threshold, summary}`.
+#[derive(Serialize)]
+pub(crate) struct FamiliarityDescription {
+    threshold: f32,
+    summary: String,
+}
+
+pub(crate) fn describe_familiarity(check: Option<&FamiliarityCheck>) -> Option<FamiliarityDescription> {
+    check.map(|c| FamiliarityDescription { threshold: c.threshold, summary: c.summary.clone() })
+}
+
+/// The familiarity check stored in the model file, if any; a damaged one is an error, not a
+/// silent absence (the page would otherwise stop warning about unusual images).
+pub(crate) fn load_familiarity(model_bytes: &[u8]) -> Result<Option<FamiliarityCheck>, JsError> {
+    FamiliarityCheck::from_safetensors(model_bytes).map_err(|e| JsError::new(&format!("the model could not be loaded: {e}")))
 }
 
 /// The model's view as `{width, height, rgba}`, ready for `new ImageData(rgba, width, height)`.

@@ -13,12 +13,15 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::analysis::ClassLabel;
-use crate::browser::{js_error, preview_object, to_js, PerformanceClock};
+use crate::browser::{describe_familiarity, js_error, load_familiarity, preview_object, to_js, FamiliarityDescription, PerformanceClock};
+use skinlens_core::familiarity::FamiliarityCheck;
 use crate::gpu_session::GpuSession;
 
 #[wasm_bindgen]
 pub struct WasmGpuClassifier {
     session: Rc<GpuSession>,
+    /// The model file's out-of-distribution check, when it carries one (runs on the CPU).
+    familiarity: Rc<Option<FamiliarityCheck>>,
 }
 
 #[wasm_bindgen]
@@ -30,7 +33,8 @@ impl WasmGpuClassifier {
     pub async fn create(model_bytes: Vec<u8>, strict: bool, adapter_name: Option<String>) -> Result<WasmGpuClassifier, JsError> {
         let session =
             GpuSession::start(&model_bytes, strict, adapter_name.as_deref()).await.map_err(|e| JsError::new(&e))?;
-        Ok(Self { session: Rc::new(session) })
+        let familiarity = load_familiarity(&model_bytes)?;
+        Ok(Self { session: Rc::new(session), familiarity: Rc::new(familiarity) })
     }
 
     /// As the CPU classifier's `describe()`, with the backend actually in use.
@@ -48,6 +52,7 @@ impl WasmGpuClassifier {
             /// Every network the answer averages (one for a plain model).
             members: Vec<crate::MemberDescription>,
             metadata: &'a std::collections::HashMap<String, String>,
+            familiarity: Option<FamiliarityDescription>,
         }
         let classifier = self.session.classifier();
         let metadata = classifier.metadata();
@@ -61,6 +66,7 @@ impl WasmGpuClassifier {
             input_size: classifier.input_size(),
             members: crate::describe_members(classifier),
             metadata: &metadata.raw,
+            familiarity: describe_familiarity(self.familiarity.as_ref().as_ref()),
         })
     }
 
@@ -77,11 +83,11 @@ impl WasmGpuClassifier {
     /// Promise of the result object for `image_bytes`.
     pub fn classify(&self, image_bytes: Vec<u8>) -> Promise {
         let session = Rc::clone(&self.session);
+        let familiarity = Rc::clone(&self.familiarity);
         future_to_promise(async move {
-            let analysis = session
-                .analyse(&image_bytes, &PerformanceClock)
-                .await
-                .map_err(|e| JsValue::from(JsError::new(&format!("this image could not be classified: {e}"))))?;
+            let failed = |e: skinlens_core::Error| JsValue::from(JsError::new(&format!("this image could not be classified: {e}")));
+            let mut analysis = session.analyse(&image_bytes, &PerformanceClock).await.map_err(failed)?;
+            analysis.assess_familiarity(familiarity.as_ref().as_ref()).map_err(failed)?;
             let result = to_js(&analysis).map_err(JsValue::from)?;
             let preview = preview_object(&analysis.model_view).map_err(JsValue::from)?;
             let set = |key: &str, value: &JsValue| Reflect::set(&result, &key.into(), value).map_err(|e| JsValue::from(js_error(e)));

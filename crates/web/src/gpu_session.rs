@@ -207,5 +207,5 @@ async fn analyse_on_gpu(
     let cam = analysis::activation_map(classifier, &features, classification.top(), &classification)?;
     let t4 = clock.now_ms();
     let timings = Timings { decode_ms: t1 - t0, preprocess_ms: t2 - t1, inference_ms: t3 - t2, cam_ms: t4 - t3 };
-    Ok(Ok(Analysis::assemble(GPU_BACKEND_ID, classification, prepared, cam, timings)))
+    Ok(Ok(Analysis::assemble(GPU_BACKEND_ID, classification, prepared, cam, timings).with_features(&features)?))
 }

@@ -115,3 +115,37 @@ fn a_two_member_model_gives_the_core_classifiers_answer() {
     let described = skinlens_web::describe_members(&classifier);
     assert_eq!(described.iter().map(|m| (m.input_size, m.colour_constancy.as_str())).collect::<Vec<_>>(), [(classifier.input_size(), "none"), (classifier.input_size() + 32, "shades_of_gray:6")]);
 }
+
+/// The familiarity check the shipped model carries: the pooled features it reads are the ones the
+/// linear layer reads, a real lesion passes, a flat colour is flagged.
+#[test]
+fn the_familiarity_check_reads_the_classifiers_own_features() {
+    let path = repo_root().join("models/skinlens.safetensors");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let Some(check) = skinlens_core::FamiliarityCheck::from_safetensors(&bytes).expect("a readable check") else {
+        panic!("{} carries no familiarity check: run `skinlens fit-familiarity` (models/TRAINING.md)", path.display());
+    };
+    let classifier = Classifier::from_safetensors(&bytes).unwrap();
+    let clock = TickingClock(Default::default());
+
+    let mut lesion = analyse(&classifier, &ham10000_image(), &clock).unwrap();
+    assert!(lesion.familiarity.is_none(), "no verdict until the check runs");
+    // The pooled features are the first view's: through the linear layer they give its logits.
+    let network = skinlens_core::FoldedNetwork::from_safetensors(&bytes).unwrap();
+    let weights = network.fc_weight.to_vec2::<f32>().unwrap();
+    let bias = network.fc_bias.to_vec1::<f32>().unwrap();
+    let prepared = classifier.prepare(&ham10000_image()).unwrap();
+    let first_view = classifier.classify_view(&classifier.input_tensors(&[&prepared]).unwrap()[0]).unwrap();
+    for (class, expected) in first_view[0].logits.iter().enumerate() {
+        let from_features: f32 = weights[class].iter().zip(&lesion.pooled_features).map(|(w, x)| w * x).sum::<f32>() + bias[class];
+        assert!((from_features - expected).abs() < 1e-3, "class {class}: {from_features} vs {expected}");
+    }
+    lesion.assess_familiarity(Some(&check)).unwrap();
+    let verdict = lesion.familiarity.expect("a verdict");
+    assert!(!verdict.unusual, "a HAM10000 lesion flagged: score {} > {}", verdict.score, verdict.threshold);
+
+    let mut flat = analyse(&classifier, &png(64, 48, image::Rgba([200, 150, 120, 255])), &clock).unwrap();
+    flat.assess_familiarity(Some(&check)).unwrap();
+    let verdict = flat.familiarity.expect("a verdict");
+    assert!(verdict.unusual, "a flat colour passed: score {} ≤ {}", verdict.score, verdict.threshold);
+}
