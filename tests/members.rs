@@ -97,10 +97,14 @@ fn a_one_network_file_keeps_todays_format_and_answers() {
     let metadata_of = |b: &[u8]| safetensors::SafeTensors::read_metadata(b).unwrap().1.metadata().clone().unwrap_or_default();
     assert_eq!(metadata_of(&again), metadata_of(&bytes), "the same keys and values as the shipped file");
     let (old, new) = (safetensors::SafeTensors::deserialize(&bytes).unwrap(), safetensors::SafeTensors::deserialize(&again).unwrap());
-    assert_eq!(old.len(), new.len());
+    // Every network tensor, unchanged; only file-wide extras (the familiarity check) are not kept.
     for (name, view) in old.tensors() {
-        assert_eq!(view.data(), new.tensor(&name).unwrap().data(), "{name}");
+        match new.tensor(&name) {
+            Ok(again) => assert_eq!(view.data(), again.data(), "{name}"),
+            Err(_) => assert!(name.starts_with("skinlens."), "{name} was dropped"),
+        }
     }
+    assert!(new.len() >= 100, "{} tensors", new.len());
     // The classifier's answer is one network's: its views, its temperature, nothing else.
     let classifier = Classifier::from_safetensors(&bytes).unwrap();
     let model = skinlens_core::EfficientNetLite::new(net).unwrap();
