@@ -15,9 +15,9 @@ pub mod classifier;
 /// Out-of-distribution check on the pooled features (fitted by `skinlens fit-familiarity`).
 pub mod familiarity;
 
-pub use classifier::{Classification, Classifier};
+pub use classifier::{Classification, Classifier, MemberClassifier, PreparedViews};
 pub use familiarity::{Familiarity, FamiliarityCheck};
 pub use error::{Error, Result};
 pub use labels::{ClassInfo, HAM10000_CLASSES};
 pub use tta::TestTimeAugmentation;
-pub use model::{EfficientNetLite, FoldedNetwork, ModelConfig};
+pub use model::{EfficientNetLite, FoldedNetwork, ModelConfig, ModelFile};

@@ -4,9 +4,11 @@
 pub mod config;
 pub mod efficientnet;
 pub mod mbconv;
+pub mod members;
 pub mod weights;
 
 pub use config::{BlockSpec, ModelConfig};
 pub use efficientnet::{EfficientNetLite, Trace};
 pub use mbconv::MbConv;
-pub use weights::{FoldedBlock, FoldedConv, FoldedNetwork, ModelMetadata};
+pub use members::{Member, ModelFile};
+pub use weights::{keys, FoldedBlock, FoldedConv, FoldedNetwork, ModelMetadata};

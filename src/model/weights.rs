@@ -19,18 +19,48 @@ use safetensors::SafeTensors;
 use super::{BlockSpec, ModelConfig};
 use crate::labels::HAM10000_CLASSES;
 use crate::nn::BatchNormParams;
+use crate::preprocess::ColourConstancy;
 use crate::tta::TestTimeAugmentation;
 use crate::{Error, Result};
 
 /// Metadata keys skinlens reads and writes.
+///
+/// A file without [`MEMBERS`] holds one network: every key below applies to it and its tensors
+/// carry the reference names. A file with [`MEMBERS`] holds several (see `model::members`):
+/// [`CLASSES`], [`BATCHNORM`], [`UNTRAINED`] and [`TTA`] stay file-wide, while the member keys
+/// ([`ARCH`], [`INPUT_SIZE`], [`TEMPERATURE`], [`COLOUR_CONSTANCY`], [`TRAIN_SIZE`], [`WEIGHT`]) are
+/// written once per member as [`member`]`(name, key)`, and the member's tensors are prefixed `name/`.
 pub mod keys {
+    /// `efficientnet-lite0` …; `ensemble` on a multi-member file.
     pub const ARCH: &str = "skinlens.arch";
     pub const CLASSES: &str = "skinlens.classes";
     pub const BATCHNORM: &str = "skinlens.batchnorm";
     pub const UNTRAINED: &str = "skinlens.untrained";
     pub const TEMPERATURE: &str = "skinlens.temperature";
+    /// The size the network runs at (its declared test-time size, which may differ from
+    /// [`TRAIN_SIZE`]: the FixRes effect).
     pub const INPUT_SIZE: &str = "skinlens.input_size";
+    /// The views every answer averages over: `none` or `flips`.
     pub const TTA: &str = "skinlens.tta";
+    /// `none` (the default) or `shades_of_gray:P`; see `preprocess::colour`.
+    pub const COLOUR_CONSTANCY: &str = "skinlens.colour_constancy";
+    /// The size the network was trained at (informative; written when known).
+    pub const TRAIN_SIZE: &str = "skinlens.train_size";
+    /// A member's share of the average (multi-member files only; the shares sum to 1).
+    pub const WEIGHT: &str = "skinlens.weight";
+    /// Member names in order, comma-separated; the first one's features feed the activation map.
+    pub const MEMBERS: &str = "skinlens.members";
+    /// [`ARCH`] of a multi-member file (so that older readers fail on it by name).
+    pub const ENSEMBLE_ARCH: &str = "ensemble";
+    /// The keys that describe one network rather than the whole file.
+    pub const PER_MEMBER: [&str; 6] = [ARCH, INPUT_SIZE, TEMPERATURE, COLOUR_CONSTANCY, TRAIN_SIZE, WEIGHT];
+    /// Keys of one member begin with this, then the member's name.
+    pub const MEMBER_PREFIX: &str = "skinlens.member.";
+
+    /// The key under which member `name` stores `key` (e.g. `skinlens.member.a.input_size`).
+    pub fn member(name: &str, key: &str) -> String {
+        format!("{MEMBER_PREFIX}{name}.{}", key.strip_prefix("skinlens.").unwrap_or(key))
+    }
 }
 
 /// A convolution with BatchNorm folded in.
@@ -60,6 +90,11 @@ pub struct ModelMetadata {
     pub temperature: f32,
     /// The views every answer averages over (chosen on validation at export).
     pub tta: TestTimeAugmentation,
+    /// Applied to the centre square before the resize (off unless the file says so).
+    pub colour_constancy: ColourConstancy,
+    /// The size the network was trained at, when the file says (the size it runs at is
+    /// `ModelConfig::input_size`).
+    pub train_size: Option<usize>,
     /// Every metadata entry of the file, for model cards.
     pub raw: HashMap<String, String>,
 }
@@ -78,18 +113,20 @@ pub struct FoldedNetwork {
     pub fc_bias: Tensor,
 }
 
-/// Typed, shape-checked access to the tensors of one safetensors file.
-struct TensorSource<'a> {
-    file: SafeTensors<'a>,
-    device: Device,
+/// Typed, shape-checked access to the tensors of one safetensors file (of one member's part of
+/// it, when `prefix` is `name/`).
+pub(crate) struct TensorSource<'a> {
+    pub(crate) file: SafeTensors<'a>,
+    pub(crate) prefix: String,
 }
 
 impl TensorSource<'_> {
     fn has(&self, name: &str) -> bool {
-        self.file.tensor(name).is_ok()
+        self.file.tensor(&format!("{}{name}", self.prefix)).is_ok()
     }
 
     fn get(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
+        let name = &format!("{}{name}", self.prefix);
         let view = self.file.tensor(name).map_err(|_| Error::MissingTensor {
             name: name.into(),
             expected: expected.to_vec(),
@@ -101,7 +138,7 @@ impl TensorSource<'_> {
                 expected: expected.to_vec(),
             });
         }
-        Ok(view.load(&self.device)?.to_dtype(DType::F32)?)
+        Ok(view.load(&Device::Cpu)?.to_dtype(DType::F32)?)
     }
 
     fn batch_norm(&self, prefix: &str, channels: usize) -> Result<BatchNormParams> {
@@ -126,36 +163,81 @@ impl TensorSource<'_> {
     }
 }
 
-impl FoldedNetwork {
-    /// Read a model from safetensors bytes (raw or folded, f32 or f16).
-    pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| Error::Weights(format!("not a safetensors file: {e}")))?;
-        let raw: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|e| Error::Weights(format!("not a safetensors file: {e}")))?;
-        let source = TensorSource { file, device: Device::Cpu };
+/// Where one network's metadata lives: the file's own keys, or a member's.
+pub(crate) struct MetadataView<'a> {
+    pub(crate) raw: &'a HashMap<String, String>,
+    pub(crate) member: Option<&'a str>,
+}
 
-        let arch = raw.get(keys::ARCH).map(String::as_str).unwrap_or("efficientnet-lite0");
+impl MetadataView<'_> {
+    /// A member key (arch, input size, temperature, colour constancy, …) for this network.
+    fn member_key(&self, key: &str) -> String {
+        match self.member {
+            Some(name) => keys::member(name, key),
+            None => key.to_string(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<(String, &str)> {
+        let key = self.member_key(key);
+        let value = self.raw.get(&key)?;
+        Some((key, value.as_str()))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>> {
+        self.get(key)
+            .map(|(key, v)| v.trim().parse().map_err(|_| Error::Weights(format!("bad {key}: `{v}` (expected {what})"))))
+            .transpose()
+    }
+}
+
+/// Read the safetensors header: the parsed file and its metadata.
+pub(crate) fn open(bytes: &[u8]) -> Result<(SafeTensors<'_>, HashMap<String, String>)> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights(format!("not a safetensors file: {e}")))?;
+    let raw: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
+    let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Weights(format!("not a safetensors file: {e}")))?;
+    Ok((file, raw))
+}
+
+impl FoldedNetwork {
+    /// Read a one-network model from safetensors bytes (raw or folded, f32 or f16). A file with
+    /// several members is refused by name: read it with `ModelFile::from_safetensors`.
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
+        let (file, raw) = open(bytes)?;
+        if let Some(members) = raw.get(keys::MEMBERS) {
+            return Err(Error::Weights(format!(
+                "this file holds several networks ({} = `{members}`); load it as a whole model (ModelFile / Classifier)",
+                keys::MEMBERS
+            )));
+        }
+        let source = TensorSource { file, prefix: String::new() };
+        Self::read(&source, &MetadataView { raw: &raw, member: None })
+    }
+
+    /// One network: its tensors from `source`, its metadata from `meta`.
+    pub(crate) fn read(source: &TensorSource, meta: &MetadataView) -> Result<Self> {
+        let raw = meta.raw;
+        let (arch_key, arch) = meta.get(keys::ARCH).unwrap_or_else(|| (meta.member_key(keys::ARCH), "efficientnet-lite0"));
         let mut config = ModelConfig::from_name(arch)
-            .ok_or_else(|| Error::Weights(format!("unknown architecture `{arch}` in metadata")))?;
-        if let Some(size) = raw.get(keys::INPUT_SIZE) {
-            config.input_size = size
-                .parse()
-                .map_err(|_| Error::Weights(format!("bad {}: `{size}`", keys::INPUT_SIZE)))?;
+            .ok_or_else(|| Error::Weights(format!("unknown architecture `{arch}` in {arch_key}")))?;
+        if let Some(size) = meta.parse::<usize>(keys::INPUT_SIZE, "a size in pixels")? {
+            if !(16..=1024).contains(&size) {
+                return Err(Error::Weights(format!("{}: {size} px is outside 16–1024", meta.member_key(keys::INPUT_SIZE))));
+            }
+            config.input_size = size;
         }
         let folded = raw.get(keys::BATCHNORM).map(String::as_str) == Some("folded")
             || (!source.has("_bn0.weight") && source.has("_conv_stem.bias"));
 
-        let classes = Self::class_names(&raw, &source)?;
+        let classes = Self::class_names(raw, source)?;
         let metadata = ModelMetadata {
             untrained: raw.get(keys::UNTRAINED).is_some_and(|v| v == "true"),
-            temperature: match raw.get(keys::TEMPERATURE) {
-                Some(t) => t
+            temperature: match meta.get(keys::TEMPERATURE) {
+                Some((key, t)) => t
                     .parse()
                     .ok()
                     .filter(|t: &f32| t.is_finite() && *t > 0.0)
-                    .ok_or_else(|| Error::Weights(format!("bad {}: `{t}`", keys::TEMPERATURE)))?,
+                    .ok_or_else(|| Error::Weights(format!("bad {key}: `{t}`")))?,
                 None => 1.0,
             },
             tta: match raw.get(keys::TTA) {
@@ -163,8 +245,14 @@ impl FoldedNetwork {
                     .ok_or_else(|| Error::Weights(format!("bad {}: `{v}` (expected none or flips)", keys::TTA)))?,
                 None => TestTimeAugmentation::None,
             },
+            colour_constancy: match meta.get(keys::COLOUR_CONSTANCY) {
+                Some((key, v)) => ColourConstancy::parse(v)
+                    .ok_or_else(|| Error::Weights(format!("bad {key}: `{v}` (expected none or shades_of_gray:P, P in 1–8)")))?,
+                None => ColourConstancy::None,
+            },
+            train_size: meta.parse(keys::TRAIN_SIZE, "a size in pixels")?,
             classes,
-            raw,
+            raw: raw.clone(),
         };
 
         let stem_c = config.stem_channels;
@@ -197,10 +285,11 @@ impl FoldedNetwork {
             }
             return Ok(classes);
         }
+        let fc_bias = format!("{}_fc.bias", source.prefix);
         let n = source
             .file
-            .tensor("_fc.bias")
-            .map_err(|_| Error::MissingTensor { name: "_fc.bias".into(), expected: vec![HAM10000_CLASSES.len()] })?
+            .tensor(&fc_bias)
+            .map_err(|_| Error::MissingTensor { name: fc_bias.clone(), expected: vec![HAM10000_CLASSES.len()] })?
             .shape()
             .first()
             .copied()
@@ -237,22 +326,50 @@ impl FoldedNetwork {
         out
     }
 
-    /// Serialise as a folded model (what `skinlens export` ships), in f16 or f32, with metadata.
+    /// Serialise as a folded one-network model (what `skinlens export` ships), in f16 or f32,
+    /// with metadata.
     pub fn to_safetensors(&self, dtype: DType, extra: &HashMap<String, String>) -> Result<Vec<u8>> {
-        let mut info = self.metadata.raw.clone();
+        // Keys of a multi-member file this network may have been read from do not describe it.
+        let mut info: HashMap<String, String> = self
+            .metadata
+            .raw
+            .iter()
+            .filter(|(k, _)| {
+                k.as_str() != keys::MEMBERS && !k.starts_with(keys::MEMBER_PREFIX) && !keys::PER_MEMBER.contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         info.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        info.insert(keys::ARCH.into(), self.config.name.clone());
-        info.insert(keys::INPUT_SIZE.into(), self.config.input_size.to_string());
         info.insert(keys::CLASSES.into(), self.metadata.classes.join(","));
         info.insert(keys::BATCHNORM.into(), "folded".into());
-        info.insert(keys::TEMPERATURE.into(), self.metadata.temperature.to_string());
         info.insert(keys::UNTRAINED.into(), self.metadata.untrained.to_string());
         info.insert(keys::TTA.into(), self.metadata.tta.as_str().into());
-        let tensors = self
-            .named_tensors()
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.to_dtype(dtype)?)))
-            .collect::<Result<Vec<_>>>()?;
+        info.extend(self.member_metadata(None));
+        let tensors = self.typed_tensors(dtype, "")?;
         safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Weights(e.to_string()))
+    }
+
+    /// The keys that describe this network alone (architecture, size, temperature, …), under
+    /// member `name`'s prefix or, with `None`, as a one-network file writes them. Optional keys
+    /// are written only when they say something, so a plain model's file is unchanged.
+    pub(crate) fn member_metadata(&self, name: Option<&str>) -> Vec<(String, String)> {
+        let key = |k: &str| name.map_or_else(|| k.to_string(), |n| keys::member(n, k));
+        let mut out = vec![
+            (key(keys::ARCH), self.config.name.clone()),
+            (key(keys::INPUT_SIZE), self.config.input_size.to_string()),
+            (key(keys::TEMPERATURE), self.metadata.temperature.to_string()),
+        ];
+        if !self.metadata.colour_constancy.is_none() {
+            out.push((key(keys::COLOUR_CONSTANCY), self.metadata.colour_constancy.as_string()));
+        }
+        if let Some(size) = self.metadata.train_size {
+            out.push((key(keys::TRAIN_SIZE), size.to_string()));
+        }
+        out
+    }
+
+    /// Every folded tensor in `dtype`, its key prefixed by `prefix`.
+    pub(crate) fn typed_tensors(&self, dtype: DType, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+        self.named_tensors().into_iter().map(|(k, t)| Ok((format!("{prefix}{k}"), t.to_dtype(dtype)?))).collect()
     }
 }

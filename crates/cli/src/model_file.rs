@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use skinlens_core::FoldedNetwork;
+use skinlens_core::ModelFile;
 
 /// The default model, built into the binary so `skinlens` works from anywhere.
 const SHIPPED_MODEL: &[u8] = include_bytes!("../../../models/skinlens.safetensors");
 
-/// A loaded model and where it came from (for messages).
+/// A loaded model file (one network or several members) and where it came from (for messages).
 pub struct LoadedModel {
-    pub network: FoldedNetwork,
+    pub file: ModelFile,
     pub source: String,
 }
 
@@ -18,11 +18,11 @@ pub fn load(path: Option<&Path>) -> Result<LoadedModel> {
     match path {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read the model", path.display()))?;
-            let network = FoldedNetwork::from_safetensors(&bytes).with_context(|| format!("{}: not a usable model", path.display()))?;
-            Ok(LoadedModel { network, source: path.display().to_string() })
+            let file = ModelFile::from_safetensors(&bytes).with_context(|| format!("{}: not a usable model", path.display()))?;
+            Ok(LoadedModel { file, source: path.display().to_string() })
         }
         None => Ok(LoadedModel {
-            network: FoldedNetwork::from_safetensors(SHIPPED_MODEL).context("the built-in model")?,
+            file: ModelFile::from_safetensors(SHIPPED_MODEL).context("the built-in model")?,
             source: "built-in models/skinlens.safetensors".into(),
         }),
     }

@@ -13,15 +13,15 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use skinlens_core::labels::{isic2018_permutation, ISIC2018_COLUMNS};
-use skinlens_core::preprocess::PreparedImage;
+use skinlens_core::{Classifier, PreparedViews};
 
 use crate::ensemble::{Ensemble, TtaChoice};
 use crate::inputs;
 
 #[derive(clap::Args)]
 pub struct PredictArgs {
-    /// Model file (safetensors); repeat as PATH:WEIGHT for a weighted ensemble. Default: the
-    /// model shipped in models/.
+    /// Model file (safetensors, one network or several members); repeat as PATH:WEIGHT for a
+    /// weighted ensemble of files. Default: the model shipped in models/.
     #[arg(long = "model", value_name = "PATH[:WEIGHT]")]
     models: Vec<String>,
     /// Also write an ISIC 2018 Task 3 submission CSV (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC).
@@ -74,14 +74,14 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let mut failures = 0usize;
     for chunk in paths.chunks(usize::from(args.batch)) {
         // Read and decode in parallel; keep the input order.
-        let prepared: Vec<(PathBuf, Result<PreparedImage, String>)> = chunk
+        let prepared: Vec<(PathBuf, Result<PreparedViews, String>)> = chunk
             .par_iter()
             .map(|entry| match entry {
-                Ok(path) => (path.clone(), prepare(path, ensemble.input_size)),
+                Ok(path) => (path.clone(), prepare(path, &ensemble.classifier)),
                 Err((path, reason)) => (path.clone(), Err(reason.clone())),
             })
             .collect();
-        let good: Vec<&PreparedImage> = prepared.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+        let good: Vec<&PreparedViews> = prepared.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
         let mut probabilities = if good.is_empty() { Vec::new() } else { ensemble.probabilities(&good)? }.into_iter();
         for (path, outcome) in &prepared {
             match outcome {
@@ -115,9 +115,9 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn prepare(path: &Path, size: u32) -> Result<PreparedImage, String> {
+fn prepare(path: &Path, classifier: &Classifier) -> Result<PreparedViews, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    skinlens_core::preprocess::prepare(&bytes, size).map_err(|e| e.to_string())
+    classifier.prepare(&bytes).map_err(|e| e.to_string())
 }
 
 fn image_id(path: &Path) -> String {

@@ -187,3 +187,70 @@ fn version_names_the_binary_and_the_built_in_model() {
     let expected = format!("skinlens {} (built-in model {})", env!("CARGO_PKG_VERSION"), card["version"].as_str().unwrap());
     assert_eq!(text.trim(), expected);
 }
+
+/// The shipped network and a changed copy (32 px larger, shifted bias, another temperature,
+/// colour constancy), as two one-network files and as one two-member file (0.7 / 0.3).
+fn member_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use skinlens_core::model::{Member, ModelFile};
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/skinlens.safetensors");
+    let a = skinlens_core::FoldedNetwork::from_safetensors(&std::fs::read(&shipped).unwrap()).unwrap();
+    let mut b = a.clone();
+    b.config.input_size = a.config.input_size + 32;
+    b.fc_bias = (&b.fc_bias + candle_core::Tensor::new(&[0.4f32, -0.3, 0.2, 0.0, -0.5, 0.1, 0.3], &candle_core::Device::Cpu).unwrap()).unwrap();
+    b.metadata.temperature = 1.7;
+    b.metadata.colour_constancy = skinlens_core::preprocess::ColourConstancy::ShadesOfGray { p: 6 };
+    let write = |name: &str, file: ModelFile| {
+        let path = dir.join(name);
+        std::fs::write(&path, file.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap()).unwrap();
+        path
+    };
+    let both = ModelFile { members: vec![Member { name: "a".into(), weight: 0.7, network: a.clone() }, Member { name: "b".into(), weight: 0.3, network: b.clone() }] };
+    (write("a.safetensors", ModelFile::single(a)), write("b.safetensors", ModelFile::single(b)), write("ab.safetensors", both))
+}
+
+#[test]
+fn a_two_member_file_answers_the_weighted_mean_of_its_members() {
+    let dir = scratch("members");
+    let (a, b, both) = member_files(&dir);
+    let images: Vec<PathBuf> = {
+        let mut all: Vec<_> = std::fs::read_dir(shared_images()).unwrap().map(|e| e.unwrap().path()).collect();
+        all.sort();
+        all.truncate(3);
+        all
+    };
+    let answers = |model: &Path| -> Vec<serde_json::Value> {
+        let mut args = vec!["predict", "--json", "--model", model.to_str().unwrap()];
+        args.extend(images.iter().map(|p| p.to_str().unwrap()));
+        let out = skinlens(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json_lines(&out.stdout)
+    };
+    let (pa, pb, pab) = (answers(&a), answers(&b), answers(&both));
+    let mut largest = 0f64;
+    for i in 0..images.len() {
+        for code in ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"] {
+            let p = |v: &[serde_json::Value]| v[i]["probabilities"][code].as_f64().unwrap();
+            largest = largest.max((p(&pab) - (0.7 * p(&pa) + 0.3 * p(&pb))).abs());
+        }
+    }
+    println!("two-member file vs 0.7 · a + 0.3 · b: max |Δp| = {largest:.2e}");
+    assert!(largest <= 1e-6, "max |Δp| {largest}");
+}
+
+#[test]
+fn a_member_file_with_bad_weights_is_refused_naming_the_file() {
+    let dir = scratch("bad-members");
+    let (_, _, both) = member_files(&dir);
+    let bytes = std::fs::read(&both).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    meta.insert("skinlens.member.a.weight".into(), "0.9".into());
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).unwrap();
+    let bad = dir.join("bad-weights.safetensors");
+    std::fs::write(&bad, safetensors::serialize(tensors.iter().map(|(k, v)| (k.clone(), v)), Some(meta)).unwrap()).unwrap();
+    let out = skinlens(&["predict", "--model", bad.to_str().unwrap(), a_real_image().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad-weights.safetensors") && stderr.contains("not 1"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

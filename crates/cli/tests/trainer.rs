@@ -149,3 +149,36 @@ fn an_exported_model_gives_the_trainers_validation_probabilities() {
     }
     assert_eq!(compared, ids.len());
 }
+
+#[test]
+fn an_export_with_two_members_writes_both_and_lists_each_on_the_card() {
+    let Some(run) = learned_run() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
+    let out = scratch("export-members");
+    std::fs::create_dir_all(&out).unwrap();
+    let model = out.join("model.safetensors");
+    let second = run.join("last.safetensors");
+    skinlens(&[
+        "export", "--run", run.to_str().unwrap(), "--ensemble-with", second.to_str().unwrap(), "--weights", "equal",
+        "--size", "auto", "--size-factors", "1.0,1.25", "--out", model.to_str().unwrap(), "--card", out.join("card.json").to_str().unwrap(),
+        "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
+    ]);
+    let card = json(&out.join("card.json"));
+    let members = card["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    for m in members {
+        assert_eq!(m["weight"].as_f64().unwrap(), 0.5);
+        assert!([64, 80].contains(&m["input_size"].as_u64().unwrap()), "{m}");
+        assert_eq!(m["validation_balanced_accuracy_by_size"].as_array().unwrap().len(), 2);
+        assert!(m["test"]["balanced_accuracy"].as_f64().is_some(), "{m}");
+        assert!(m["validation"]["balanced_accuracy"].as_f64().is_some());
+    }
+    // The file holds both, and predict runs them.
+    let bytes = std::fs::read(&model).unwrap();
+    let file = skinlens_core::ModelFile::from_safetensors(&bytes).unwrap();
+    assert_eq!(file.members.len(), 2);
+    let sizes: Vec<u64> = members.iter().map(|m| m["input_size"].as_u64().unwrap()).collect();
+    assert_eq!(file.members.iter().map(|m| m.network.config.input_size as u64).collect::<Vec<_>>(), sizes);
+    let image = shared().unwrap().join("data/ham10000/images_200x150").read_dir().unwrap().next().unwrap().unwrap().path();
+    let text = skinlens(&["predict", "--json", "--model", model.to_str().unwrap(), image.to_str().unwrap()]);
+    assert!(text.contains("\"probabilities\""), "{text}");
+}

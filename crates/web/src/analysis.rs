@@ -4,9 +4,9 @@
 use candle_core::Tensor;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use skinlens_core::labels::class_info;
-use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits, PreparedImage};
+use skinlens_core::preprocess::{decode_rgb8, DecodeLimits};
 use skinlens_core::familiarity::{pooled_features, Familiarity, FamiliarityCheck};
-use skinlens_core::{Classification, Classifier};
+use skinlens_core::{Classification, Classifier, PreparedViews};
 
 /// Identifies the engine that computed a result; the page's backend registry uses the same id.
 pub const BACKEND_ID: &str = "cpu";
@@ -110,10 +110,23 @@ pub fn analyse(classifier: &Classifier, bytes: &[u8], clock: &impl Clock) -> ski
     begin_analysis(classifier, bytes, &all, clock)?.finish(classifier, Vec::new(), clock)
 }
 
-/// How many network passes one image costs (the model's test-time views). The page's worker
-/// pool spreads them over workers: each pass is an independent network run on one view.
+/// How many network passes one image costs: every member's test-time views. The page's worker
+/// pool spreads them over workers: each pass is one network run on one view.
 pub fn pass_count(classifier: &Classifier) -> usize {
-    classifier.metadata().tta.view_count()
+    classifier.members().iter().map(|m| m.test_time_views().view_count()).sum()
+}
+
+/// Pass `pass` as (member, view): member 0's views first, then member 1's, and so on.
+fn member_view(classifier: &Classifier, pass: usize) -> skinlens_core::Result<(usize, usize)> {
+    let mut rest = pass;
+    for (member, m) in classifier.members().iter().enumerate() {
+        let views = m.test_time_views().view_count();
+        if rest < views {
+            return Ok((member, rest));
+        }
+        rest -= views;
+    }
+    Err(unknown_pass(pass, pass_count(classifier)))
 }
 
 /// One pass's answer, computed by whichever worker ran it.
@@ -124,31 +137,57 @@ pub struct PassAnswer {
     pub logits: Vec<f32>,
 }
 
+/// An image decoded and framed for every member, with each member's views made when first asked.
+struct ImageInputs {
+    prepared: PreparedViews,
+    inputs: Vec<Tensor>,
+    views: Vec<Option<Vec<Tensor>>>,
+}
+
+impl ImageInputs {
+    fn new(classifier: &Classifier, bytes: &[u8]) -> skinlens_core::Result<Self> {
+        Self::from_decoded(classifier, decode_rgb8(bytes, &DecodeLimits::default())?)
+    }
+
+    fn from_decoded(classifier: &Classifier, decoded: image::RgbImage) -> skinlens_core::Result<Self> {
+        let prepared = classifier.prepare_decoded(&decoded);
+        drop(decoded);
+        let inputs = classifier.input_tensors(&[&prepared])?;
+        Ok(Self { prepared, inputs, views: vec![None; classifier.members().len()] })
+    }
+
+    fn view(&mut self, classifier: &Classifier, member: usize, view: usize) -> skinlens_core::Result<&Tensor> {
+        if self.views[member].is_none() {
+            let input = classifier.member_input(member, &self.inputs);
+            self.views[member] = Some(classifier.members()[member].views(input)?);
+        }
+        Ok(&self.views[member].as_ref().expect("made above")[view])
+    }
+
+    /// Pass `pass`'s answer (the same arithmetic as the core's `classify_with_features`).
+    fn run_pass(&mut self, classifier: &Classifier, pass: usize) -> skinlens_core::Result<PassAnswer> {
+        let (member, view) = member_view(classifier, pass)?;
+        let input = self.view(classifier, member, view)?.clone();
+        let answer = first(classifier.members()[member].classify_view(&input)?)?;
+        Ok(PassAnswer { pass, probabilities: answer.probabilities, logits: answer.logits })
+    }
+}
+
 /// The passes `passes` of one image, without the activation map: what a helper worker of the
 /// page's pool computes. Each pass is the same arithmetic as in [`analyse`], so an answer
 /// assembled from several workers equals the single-worker one bit for bit.
 pub fn classify_passes(classifier: &Classifier, bytes: &[u8], passes: &[usize]) -> skinlens_core::Result<Vec<PassAnswer>> {
-    let decoded = decode_rgb8(bytes, &DecodeLimits::default())?;
-    let prepared = prepare_decoded(&decoded, classifier.input_size());
-    drop(decoded);
-    let views = classifier.views(&classifier.input(&prepared)?)?;
-    passes
-        .iter()
-        .map(|&pass| {
-            let view = views.get(pass).ok_or_else(|| unknown_pass(pass, views.len()))?;
-            let answer = first(classifier.classify_view(view)?)?;
-            Ok(PassAnswer { pass, probabilities: answer.probabilities, logits: answer.logits })
-        })
-        .collect()
+    let mut image = ImageInputs::new(classifier, bytes)?;
+    passes.iter().map(|&pass| image.run_pass(classifier, pass)).collect()
 }
 
-/// An image whose own passes are done (pass 0 always among them: its head features feed the
-/// activation map) and which waits for the other passes' answers, if any, to finish.
+/// An image whose own passes are done (pass 0, the first member on the image itself, always
+/// among them: its head features feed the activation map and the familiarity check) and which
+/// waits for the other passes' answers, if any, to finish.
 pub struct PendingAnalysis {
-    prepared: PreparedImage,
+    prepared: PreparedViews,
     features: Tensor,
     answers: Vec<PassAnswer>,
-    pass_count: usize,
     decode_ms: f64,
     preprocess_ms: f64,
     inference_started_ms: f64,
@@ -165,28 +204,20 @@ pub fn begin_analysis(
     let t0 = clock.now_ms();
     let decoded = decode_rgb8(bytes, &DecodeLimits::default())?;
     let t1 = clock.now_ms();
-    let prepared = prepare_decoded(&decoded, classifier.input_size());
-    drop(decoded);
-    let input = classifier.input(&prepared)?;
+    let mut image = ImageInputs::from_decoded(classifier, decoded)?;
     let t2 = clock.now_ms();
-    // The same operations as `Classifier::classify_tensor` (per view: features → pool → linear
-    // → softmax; then the mean), split so the first view's head features can also feed the
-    // activation map without a second pass.
-    let model = classifier.model();
-    let views = classifier.views(&input)?;
-    let features = model.features(&views[0])?;
-    let own = first(classifier.from_logits(&model.classify_features(&features)?)?)?;
+    // Pass 0 through features → head, so its features also serve the activation map.
+    let first_member = &classifier.members()[0];
+    let features = first_member.model().features(image.view(classifier, 0, 0)?)?;
+    let own = first(first_member.from_logits(&first_member.model().classify_features(&features)?)?)?;
     let mut answers = vec![PassAnswer { pass: 0, probabilities: own.probabilities, logits: own.logits }];
     for &pass in passes.iter().filter(|&&p| p != 0) {
-        let view = views.get(pass).ok_or_else(|| unknown_pass(pass, views.len()))?;
-        let answer = first(classifier.classify_view(view)?)?;
-        answers.push(PassAnswer { pass, probabilities: answer.probabilities, logits: answer.logits });
+        answers.push(image.run_pass(classifier, pass)?);
     }
     Ok(PendingAnalysis {
-        prepared,
+        prepared: image.prepared,
         features,
         answers,
-        pass_count: views.len(),
         decode_ms: t1 - t0,
         preprocess_ms: t2 - t1,
         inference_started_ms: t2,
@@ -194,31 +225,32 @@ pub fn begin_analysis(
 }
 
 impl PendingAnalysis {
-    /// Add the other workers' answers, average every pass in pass order (as one worker would),
-    /// and explain the result. Every pass must be answered exactly once.
+    /// Add the other workers' answers, average each member's passes in view order and combine
+    /// the members (as the core does in one worker), and explain the result. Every pass must be
+    /// answered exactly once.
     pub fn finish(self, classifier: &Classifier, others: Vec<PassAnswer>, clock: &impl Clock) -> skinlens_core::Result<Analysis> {
-        let mut by_pass: Vec<Option<PassAnswer>> = vec![None; self.pass_count];
+        let pass_count = pass_count(classifier);
+        let mut by_pass: Vec<Option<PassAnswer>> = vec![None; pass_count];
         for answer in self.answers.into_iter().chain(others) {
             let pass = answer.pass;
-            let slot = by_pass.get_mut(pass).ok_or_else(|| unknown_pass(pass, self.pass_count))?;
+            let slot = by_pass.get_mut(pass).ok_or_else(|| unknown_pass(pass, pass_count))?;
             if slot.is_some() {
                 return Err(skinlens_core::Error::Model(format!("pass {pass} was answered twice")));
             }
             *slot = Some(answer);
         }
         let classes = &classifier.metadata().classes;
-        let answers = by_pass
-            .into_iter()
-            .enumerate()
-            .map(|(pass, answer)| {
-                let answer = answer.ok_or_else(|| skinlens_core::Error::Model(format!("pass {pass} was never answered")))?;
-                if answer.probabilities.len() != classes.len() || answer.logits.len() != classes.len() {
-                    return Err(skinlens_core::Error::Model(format!("pass {pass} answered for a different class list")));
-                }
-                Ok(Classification { classes: classes.clone(), probabilities: answer.probabilities, logits: answer.logits })
-            })
-            .collect::<skinlens_core::Result<Vec<_>>>()?;
-        let classification = Classification::mean(&answers);
+        let mut per_member: Vec<Vec<Classification>> = vec![Vec::new(); classifier.members().len()];
+        for (pass, answer) in by_pass.into_iter().enumerate() {
+            let answer = answer.ok_or_else(|| skinlens_core::Error::Model(format!("pass {pass} was never answered")))?;
+            if answer.probabilities.len() != classes.len() || answer.logits.len() != classes.len() {
+                return Err(skinlens_core::Error::Model(format!("pass {pass} answered for a different class list")));
+            }
+            let (member, _) = member_view(classifier, pass)?;
+            per_member[member].push(Classification { classes: classes.clone(), probabilities: answer.probabilities, logits: answer.logits });
+        }
+        let member_answers: Vec<Classification> = per_member.iter().map(|views| Classification::mean(views)).collect();
+        let classification = classifier.combine(&member_answers);
         let t3 = clock.now_ms();
         let cam = activation_map(classifier, &self.features, classification.top(), &classification)?;
         let t4 = clock.now_ms();
@@ -241,7 +273,7 @@ impl Analysis {
     pub(crate) fn assemble(
         backend: &'static str,
         classification: Classification,
-        prepared: PreparedImage,
+        mut prepared: PreparedViews,
         cam: ActivationMap,
         timings: Timings,
     ) -> Self {
@@ -261,7 +293,8 @@ impl Analysis {
             cam,
             familiarity: None,
             pooled_features: Vec::new(),
-            model_view: prepared.model_view,
+            // What the first member saw (its features drew the activation map).
+            model_view: prepared.inputs.swap_remove(0),
         }
     }
 
@@ -283,17 +316,10 @@ impl Analysis {
 pub fn warm_up(classifier: &Classifier, clock: &impl Clock) -> skinlens_core::Result<f64> {
     let size = classifier.input_size();
     let grey = image::RgbImage::from_pixel(size, size, image::Rgb([127, 127, 127]));
-    let prepared = prepare_decoded(&grey, size);
+    let prepared = classifier.prepare_decoded(&grey);
     let t0 = clock.now_ms();
-    classifier.classify_tensor(&classifier.input(&prepared)?)?;
+    classifier.classify(&[&prepared])?;
     Ok(clock.now_ms() - t0)
-}
-
-fn first(mut batch: Vec<Classification>) -> skinlens_core::Result<Classification> {
-    if batch.is_empty() {
-        return Err(skinlens_core::Error::Model("the model returned no result".into()));
-    }
-    Ok(batch.swap_remove(0))
 }
 
 fn by_class(classification: &Classification, values: &[f32]) -> ByClass {
@@ -314,4 +340,11 @@ pub(crate) fn activation_map(
         height,
         values: map.flatten_all()?.to_vec1()?,
     })
+}
+
+fn first(mut batch: Vec<Classification>) -> skinlens_core::Result<Classification> {
+    if batch.is_empty() {
+        return Err(skinlens_core::Error::Model("the model returned no result".into()));
+    }
+    Ok(batch.swap_remove(0))
 }

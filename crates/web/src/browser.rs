@@ -69,7 +69,9 @@ impl WasmClassifier {
     }
 
     /// What the model file says about itself: `{backend, backendLabel, classes: [{code, name,
-    /// malignant}], untrained, temperature, inputSize, metadata: {key: value}}`.
+    /// malignant}], untrained, temperature, inputSize, members: [{name, arch, inputSize,
+    /// trainSize, weight, temperature, colourConstancy, views}], metadata: {key: value}}`
+    /// (temperature and inputSize: the first member's).
     pub fn describe(&self) -> Result<JsValue, JsError> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -80,6 +82,8 @@ impl WasmClassifier {
             untrained: bool,
             temperature: f32,
             input_size: u32,
+            /// Every network the answer averages (one for a plain model).
+            members: Vec<crate::MemberDescription>,
             metadata: &'a std::collections::HashMap<String, String>,
             familiarity: Option<FamiliarityDescription>,
         }
@@ -88,9 +92,10 @@ impl WasmClassifier {
             backend: BACKEND_ID,
             backend_label: BACKEND_LABEL,
             classes: metadata.classes.iter().map(|c| ClassLabel::of(c)).collect(),
-            untrained: metadata.untrained,
+            untrained: self.inner.untrained(),
             temperature: metadata.temperature,
             input_size: self.inner.input_size(),
+            members: crate::describe_members(&self.inner),
             metadata: &metadata.raw,
             familiarity: describe_familiarity(self.familiarity.as_ref()),
         })

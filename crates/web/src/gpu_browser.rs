@@ -49,6 +49,8 @@ impl WasmGpuClassifier {
             untrained: bool,
             temperature: f32,
             input_size: u32,
+            /// Every network the answer averages (one for a plain model).
+            members: Vec<crate::MemberDescription>,
             metadata: &'a std::collections::HashMap<String, String>,
             familiarity: Option<FamiliarityDescription>,
         }
@@ -59,9 +61,10 @@ impl WasmGpuClassifier {
             backend_label: self.session.backend_label(),
             fallback_reason: self.session.fallback_reason(),
             classes: metadata.classes.iter().map(|c| ClassLabel::of(c)).collect(),
-            untrained: metadata.untrained,
+            untrained: classifier.untrained(),
             temperature: metadata.temperature,
             input_size: classifier.input_size(),
+            members: crate::describe_members(classifier),
             metadata: &metadata.raw,
             familiarity: describe_familiarity(self.familiarity.as_ref().as_ref()),
         })

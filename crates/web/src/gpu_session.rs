@@ -1,15 +1,17 @@
 //! The WebGPU backend in plain Rust (no JS types), so its choices can be tested natively:
-//! start the GPU engine, self-check it against the CPU path on a built-in input, classify on
-//! the GPU, and fall back to the CPU path — for the image in hand too — the moment the GPU
-//! fails. The CPU classifier is always loaded: it runs the self-check and is the fallback.
+//! start one GPU engine per member of the model, self-check each against the CPU path on a
+//! built-in input, classify on the GPU, and fall back to the CPU path — for the image in hand
+//! too — the moment the GPU fails. The CPU classifier is always loaded: it runs the self-check,
+//! is the fallback, and supplies the member views and their combination (the core's), so both
+//! paths assemble an answer the same way.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use candle_core::{Device, Tensor};
-use skinlens_core::preprocess::{decode_rgb8, prepare_decoded, DecodeLimits};
-use skinlens_core::{Classification, Classifier, FoldedNetwork};
-use skinlens_gpu::{self_check_input, GpuEngine};
+use skinlens_core::preprocess::{decode_rgb8, DecodeLimits};
+use skinlens_core::{Classification, Classifier, MemberClassifier, ModelFile};
+use skinlens_gpu::{self_check_input, GpuContext, GpuEngine};
 
 use crate::analysis::{self, Analysis, Clock, Timings};
 
@@ -22,8 +24,9 @@ pub const SELF_CHECK_TOLERANCE: f32 = 1e-4;
 /// A loaded model with the GPU engine when it works, and the CPU classifier always.
 pub struct GpuSession {
     classifier: Classifier,
-    /// `None` once the GPU is unavailable or has failed; never taken back.
-    gpu: RefCell<Option<Rc<GpuEngine>>>,
+    /// One engine per member, in member order; `None` once the GPU is unavailable or has
+    /// failed; never taken back.
+    gpu: RefCell<Option<Rc<Vec<GpuEngine>>>>,
     adapter: String,
     /// Why the CPU path answers, when it does.
     fallback: RefCell<Option<String>>,
@@ -35,13 +38,13 @@ impl GpuSession {
     /// `adapter_name` names the adapter in the badge when the caller knows better than wgpu
     /// (browsers report vendor and architecture, which wgpu does not pass on).
     pub async fn start(model_bytes: &[u8], strict: bool, adapter_name: Option<&str>) -> Result<Self, String> {
-        let net = FoldedNetwork::from_safetensors(model_bytes).map_err(|e| format!("the model could not be loaded: {e}"))?;
-        let classifier = Classifier::from_network(&net).map_err(|e| format!("the model could not be loaded: {e}"))?;
-        let gpu = Self::start_gpu(&net, &classifier).await;
+        let file = ModelFile::from_safetensors(model_bytes).map_err(|e| format!("the model could not be loaded: {e}"))?;
+        let classifier = Classifier::from_model_file(&file).map_err(|e| format!("the model could not be loaded: {e}"))?;
+        let gpu = Self::start_gpu(&file, &classifier).await;
         let (gpu, adapter, fallback) = match gpu {
-            Ok((engine, adapter)) => {
+            Ok((engines, adapter)) => {
                 let adapter = adapter_name.map(str::trim).filter(|name| !name.is_empty()).map_or(adapter, str::to_string);
-                (Some(Rc::new(engine)), adapter, None)
+                (Some(Rc::new(engines)), adapter, None)
             }
             Err(reason) if strict => return Err(format!("WebGPU unavailable: {reason}")),
             Err(reason) => (None, String::new(), Some(reason)),
@@ -49,16 +52,23 @@ impl GpuSession {
         Ok(Self { classifier, gpu: RefCell::new(gpu), adapter, fallback: RefCell::new(fallback) })
     }
 
-    async fn start_gpu(net: &FoldedNetwork, classifier: &Classifier) -> Result<(GpuEngine, String), String> {
-        let engine = GpuEngine::new(net).await.map_err(|e| e.to_string())?;
-        let adapter = engine.context().adapter_name();
-        let diff = self_check(&engine, classifier).await?;
-        if diff.is_nan() || diff > SELF_CHECK_TOLERANCE {
-            return Err(format!(
-                "the self-check on {adapter} disagreed with the CPU path (max |Δp| = {diff:.1e}, allowed {SELF_CHECK_TOLERANCE:.0e})"
-            ));
+    /// One engine per member on one device, each self-checked against its CPU member.
+    async fn start_gpu(file: &ModelFile, classifier: &Classifier) -> Result<(Vec<GpuEngine>, String), String> {
+        let ctx = GpuContext::new().await.map_err(|e| e.to_string())?;
+        let adapter = ctx.adapter_name();
+        let mut engines = Vec::with_capacity(file.members.len());
+        for (member, cpu) in file.members.iter().zip(classifier.members()) {
+            let engine = GpuEngine::with_context(ctx.clone(), &member.network).await.map_err(|e| e.to_string())?;
+            let diff = self_check(&engine, cpu).await?;
+            if diff.is_nan() || diff > SELF_CHECK_TOLERANCE {
+                let which = if file.members.len() > 1 { format!(" for member {}", member.name) } else { String::new() };
+                return Err(format!(
+                    "the self-check on {adapter} disagreed with the CPU path{which} (max |Δp| = {diff:.1e}, allowed {SELF_CHECK_TOLERANCE:.0e})"
+                ));
+            }
+            engines.push(engine);
         }
-        Ok((engine, adapter))
+        Ok((engines, adapter))
     }
 
     pub fn classifier(&self) -> &Classifier {
@@ -87,7 +97,7 @@ impl GpuSession {
         self.fallback.borrow().clone()
     }
 
-    fn engine(&self) -> Option<Rc<GpuEngine>> {
+    fn engines(&self) -> Option<Rc<Vec<GpuEngine>>> {
         self.gpu.borrow().clone()
     }
 
@@ -100,7 +110,7 @@ impl GpuSession {
     /// start-up self-check has already run every pipeline once (the browser compiles them on
     /// first use), so a second pass would only add one more inference to the cold start.
     pub async fn warm_up(&self, clock: &impl Clock) -> Result<f64, String> {
-        if self.engine().is_some() {
+        if self.engines().is_some() {
             return Ok(0.0);
         }
         analysis::warm_up(&self.classifier, clock).map_err(|e| format!("warm-up failed: {e}"))
@@ -108,10 +118,10 @@ impl GpuSession {
 
     /// Decode, frame, classify and explain `bytes`: on the GPU while it works, else on the CPU.
     pub async fn analyse(&self, bytes: &[u8], clock: &impl Clock) -> skinlens_core::Result<Analysis> {
-        let Some(engine) = self.engine() else {
+        let Some(engines) = self.engines() else {
             return analysis::analyse(&self.classifier, bytes, clock);
         };
-        match analyse_on_gpu(&engine, &self.classifier, bytes, clock).await? {
+        match analyse_on_gpu(&engines, &self.classifier, bytes, clock).await? {
             Ok(analysis) => Ok(analysis),
             Err(gpu_error) => {
                 // This image is answered by the CPU path, and so is every later one.
@@ -123,14 +133,17 @@ impl GpuSession {
 
     /// Release the GPU device, as a device loss would (tests and the page's fault drill).
     pub fn lose_device(&self) {
-        if let Some(engine) = self.engine() {
-            engine.context().destroy();
+        if let Some(engines) = self.engines() {
+            // They share one device.
+            if let Some(engine) = engines.first() {
+                engine.context().destroy();
+            }
         }
     }
 }
 
-/// Max |Δp| between the engines on the built-in input.
-async fn self_check(engine: &GpuEngine, classifier: &Classifier) -> Result<f32, String> {
+/// Max |Δp| between a member's GPU engine and its CPU network on the built-in input.
+async fn self_check(engine: &GpuEngine, classifier: &MemberClassifier) -> Result<f32, String> {
     let size = engine.input_size();
     let input = self_check_input(size);
     let tensor = Tensor::from_vec(input.clone(), (1, 3, size, size), &Device::Cpu).map_err(|e| e.to_string())?;
@@ -147,10 +160,11 @@ async fn self_check(engine: &GpuEngine, classifier: &Classifier) -> Result<f32, 
     }))
 }
 
-/// The GPU's analysis of one image. The outer `Result` is about the image (it cannot be
-/// decoded: no point in retrying on the CPU); the inner one is about the GPU.
+/// The GPU's analysis of one image: the core's member views, each member's views on its engine,
+/// each member's mean over its views, the core's combination. The outer `Result` is about the
+/// image (it cannot be decoded: no point in retrying on the CPU); the inner one is about the GPU.
 async fn analyse_on_gpu(
-    engine: &GpuEngine,
+    engines: &[GpuEngine],
     classifier: &Classifier,
     bytes: &[u8],
     clock: &impl Clock,
@@ -158,30 +172,37 @@ async fn analyse_on_gpu(
     let t0 = clock.now_ms();
     let decoded = decode_rgb8(bytes, &DecodeLimits::default())?;
     let t1 = clock.now_ms();
-    let prepared = prepare_decoded(&decoded, classifier.input_size());
+    let prepared = classifier.prepare_decoded(&decoded);
     drop(decoded);
-    let views = classifier
-        .views(&classifier.input(&prepared)?)?
-        .iter()
-        .map(|view| view.flatten_all()?.to_vec1::<f32>())
-        .collect::<candle_core::Result<Vec<_>>>()?;
+    let inputs = (0..engines.len()).map(|m| classifier.member_view_inputs(m, &prepared)).collect::<skinlens_core::Result<Vec<_>>>()?;
     let t2 = clock.now_ms();
-    // The first view (the image itself) also yields the features for the activation map.
-    let (output, features) = match engine.classify_with_features(&views[0]).await {
-        Ok(result) => result,
-        Err(e) => return Ok(Err(e)),
-    };
-    let as_answer = |probabilities, logits| Classification { classes: classifier.metadata().classes.clone(), probabilities, logits };
-    let mut answers = vec![as_answer(output.probabilities, output.logits)];
-    for view in &views[1..] {
-        match engine.classify(view).await {
-            Ok(output) => answers.push(as_answer(output.probabilities, output.logits)),
-            Err(e) => return Ok(Err(e)),
+    let classes = &classifier.metadata().classes;
+    let as_answer = |output: skinlens_gpu::GpuOutput| Classification { classes: classes.clone(), probabilities: output.probabilities, logits: output.logits };
+    let mut member_answers = Vec::with_capacity(engines.len());
+    let mut first_features = None;
+    for (engine, views) in engines.iter().zip(&inputs) {
+        let mut answers = Vec::with_capacity(views.len());
+        for (v, view) in views.iter().enumerate() {
+            // The first member's first view (the image itself) also yields the activation map's features.
+            let outcome = if first_features.is_none() && v == 0 {
+                engine.classify_with_features(view).await.map(|(output, features)| {
+                    first_features = Some(features);
+                    output
+                })
+            } else {
+                engine.classify(view).await
+            };
+            match outcome {
+                Ok(output) => answers.push(as_answer(output)),
+                Err(e) => return Ok(Err(e)),
+            }
         }
+        member_answers.push(Classification::mean(&answers));
     }
+    let classification = classifier.combine(&member_answers);
     let t3 = clock.now_ms();
-    let classification = Classification::mean(&answers);
-    let shape = engine.head_shape();
+    let shape = engines[0].head_shape();
+    let features = first_features.unwrap_or_default();
     let features = Tensor::from_vec(features, (1, shape.channels, shape.height, shape.width), &Device::Cpu)?;
     let cam = analysis::activation_map(classifier, &features, classification.top(), &classification)?;
     let t4 = clock.now_ms();

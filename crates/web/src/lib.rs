@@ -7,11 +7,13 @@
 //! the worker can report it (`lastPanic()`) before it is replaced by a fresh one.
 
 mod analysis;
+mod members;
 
 pub use analysis::{
     analyse, begin_analysis, classify_passes, pass_count, warm_up, Analysis, Clock, PassAnswer, PendingAnalysis, BACKEND_ID,
     BACKEND_LABEL,
 };
+pub use members::{describe_members, MemberDescription};
 
 #[cfg(target_arch = "wasm32")]
 mod browser;

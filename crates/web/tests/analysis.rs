@@ -130,6 +130,24 @@ fn tiny_and_transparent_images_are_classified() {
     assert!(warm_up(&classifier, &clock).unwrap() > 0.0);
 }
 
+#[test]
+fn a_two_member_model_gives_the_core_classifiers_answer() {
+    use skinlens_core::model::{Member, ModelFile};
+    let a = skinlens_core::FoldedNetwork::from_safetensors(&std::fs::read(repo_root().join("models/skinlens.safetensors")).unwrap()).unwrap();
+    let mut b = a.clone();
+    b.config.input_size = a.config.input_size + 32;
+    b.metadata.colour_constancy = skinlens_core::preprocess::ColourConstancy::ShadesOfGray { p: 6 };
+    let file = ModelFile { members: vec![Member { name: "a".into(), weight: 0.5, network: a }, Member { name: "b".into(), weight: 0.5, network: b }] };
+    let classifier = Classifier::from_safetensors(&file.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap()).unwrap();
+    let bytes = ham10000_image();
+    let analysis = analyse(&classifier, &bytes, &TickingClock(Default::default())).unwrap();
+    let reference = classifier.classify_bytes(&bytes).unwrap();
+    let ours: Vec<f32> = analysis.probabilities.0.iter().map(|(_, p)| *p).collect();
+    assert_eq!(ours, reference.probabilities, "the page's CPU path is the core's, bit for bit");
+    let described = skinlens_web::describe_members(&classifier);
+    assert_eq!(described.iter().map(|m| (m.input_size, m.colour_constancy.as_str())).collect::<Vec<_>>(), [(classifier.input_size(), "none"), (classifier.input_size() + 32, "shades_of_gray:6")]);
+}
+
 /// The familiarity check the shipped model carries: the pooled features it reads are the ones the
 /// linear layer reads, a real lesion passes, a flat colour is flagged.
 #[test]
@@ -148,7 +166,8 @@ fn the_familiarity_check_reads_the_classifiers_own_features() {
     let network = skinlens_core::FoldedNetwork::from_safetensors(&bytes).unwrap();
     let weights = network.fc_weight.to_vec2::<f32>().unwrap();
     let bias = network.fc_bias.to_vec1::<f32>().unwrap();
-    let first_view = classifier.classify_view(&classifier.input(&classifier.prepare(&ham10000_image()).unwrap()).unwrap()).unwrap();
+    let prepared = classifier.prepare(&ham10000_image()).unwrap();
+    let first_view = classifier.classify_view(&classifier.input_tensors(&[&prepared]).unwrap()[0]).unwrap();
     for (class, expected) in first_view[0].logits.iter().enumerate() {
         let from_features: f32 = weights[class].iter().zip(&lesion.pooled_features).map(|(w, x)| w * x).sum::<f32>() + bias[class];
         assert!((from_features - expected).abs() < 1e-3, "class {class}: {from_features} vs {expected}");

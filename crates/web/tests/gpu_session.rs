@@ -124,3 +124,44 @@ fn a_model_with_flip_views_averages_them_on_the_gpu_as_on_the_cpu() {
     // The activation map is the image's own (first view), as with one pass.
     assert_eq!(on_cpu.cam.values, single.cam.values);
 }
+
+/// The shipped network and a changed copy (another size, bias, temperature, colour constancy).
+fn two_member_model() -> Vec<u8> {
+    use skinlens_core::model::{Member, ModelFile};
+    let shipped = read(repo_root().join("models/skinlens.safetensors"));
+    let mut a = skinlens_core::FoldedNetwork::from_safetensors(&shipped).unwrap();
+    a.metadata.tta = skinlens_core::TestTimeAugmentation::None; // two passes per image on lavapipe
+    let mut b = a.clone();
+    b.config.input_size = a.config.input_size + 32;
+    b.fc_bias = (&b.fc_bias + candle_core::Tensor::new(&[0.4f32, -0.3, 0.2, 0.0, -0.5, 0.1, 0.3], &candle_core::Device::Cpu).unwrap()).unwrap();
+    b.metadata.temperature = 1.7;
+    b.metadata.colour_constancy = skinlens_core::preprocess::ColourConstancy::ShadesOfGray { p: 6 };
+    let file = ModelFile { members: vec![Member { name: "a".into(), weight: 0.6, network: a }, Member { name: "b".into(), weight: 0.4, network: b }] };
+    file.to_safetensors(candle_core::DType::F16, &Default::default()).unwrap()
+}
+
+#[test]
+fn a_model_with_two_members_answers_on_the_gpu_as_on_the_cpu() {
+    let bytes = two_member_model();
+    // Strict: every member's engine passed its own self-check against its CPU network.
+    let session = pollster::block_on(GpuSession::start(&bytes, true, None)).unwrap();
+    assert_eq!(session.backend(), GPU_BACKEND_ID);
+    let cpu = Classifier::from_safetensors(&bytes).unwrap();
+    assert_eq!(cpu.members().len(), 2);
+    let clock = TickingClock(Default::default());
+    let image = &images()[0];
+    let on_gpu = pollster::block_on(session.analyse(image, &clock)).unwrap();
+    let on_cpu = analyse(&cpu, image, &clock).unwrap();
+    assert_eq!(on_gpu.backend, GPU_BACKEND_ID);
+    let diff = max_prob_diff(&on_gpu, &on_cpu);
+    println!("two members, GPU vs CPU: max|Δprob| = {diff:.3e}");
+    assert!(diff <= 1e-4, "max|Δprob| {diff}");
+    // The activation map and preview are the first member's.
+    assert_eq!(on_gpu.model_view, on_cpu.model_view);
+    assert_eq!(on_gpu.model_view.width(), cpu.members()[0].input_size());
+    let cam_diff = on_gpu.cam.values.iter().zip(&on_cpu.cam.values).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(cam_diff <= 1e-3, "activation map max|Δ| {cam_diff}");
+    // The second member counts: the answer is not the first member's alone.
+    let first_alone = Classifier::from_network(&skinlens_core::ModelFile::from_safetensors(&bytes).unwrap().members[0].network).unwrap();
+    assert!(max_prob_diff(&on_cpu, &analyse(&first_alone, image, &clock).unwrap()) > 1e-3);
+}

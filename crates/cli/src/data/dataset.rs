@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
+use skinlens_core::preprocess::ColourConstancy;
+
 use super::records::{first_image_per_lesion, read_ham_metadata, read_isic_ground_truth, Record, Skips};
 
 #[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -29,9 +31,28 @@ pub struct DataArgs {
     /// Use at most this many lesions per class (seeded choice): small runs and tests.
     #[arg(long, value_name = "N")]
     pub max_lesions_per_class: Option<usize>,
+    /// Colour constancy applied to every image's centre square as it is loaded (training):
+    /// `none` or `shades_of_gray:6`. `skinlens export` declares it in the model file, so every
+    /// front end applies it too.
+    #[arg(long, default_value = "none", value_parser = parse_colour_constancy)]
+    #[serde(default = "no_colour_constancy")]
+    pub colour_constancy: String,
+}
+
+fn parse_colour_constancy(value: &str) -> Result<String, String> {
+    ColourConstancy::parse(value).map(|_| value.to_string()).ok_or_else(|| format!("`{value}`: none or shades_of_gray:P (P in 1–8)"))
+}
+
+fn no_colour_constancy() -> String {
+    "none".into()
 }
 
 impl DataArgs {
+    /// The colour constancy images are loaded with (an invalid value reads as none).
+    pub fn colour(&self) -> ColourConstancy {
+        ColourConstancy::parse(&self.colour_constancy).unwrap_or_default()
+    }
+
     pub fn roots(&self) -> Vec<PathBuf> {
         self.data.iter().cloned().chain(self.image_dirs.iter().cloned()).collect()
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use image::RgbImage;
 use rayon::prelude::*;
-use skinlens_core::preprocess::{centre_square, decode_rgb8, resize_bilinear_u8, DecodeLimits};
+use skinlens_core::preprocess::{centre_square, decode_rgb8, resize_bilinear_u8, ColourConstancy, DecodeLimits};
 
 use super::records::{Record, Skips};
 
@@ -34,21 +34,23 @@ pub fn locate(roots: &[PathBuf], image_id: &str) -> Option<PathBuf> {
     None
 }
 
-/// Decode one file into its centre square, at most `max_side` pixels wide.
-pub fn load_square(path: &Path, max_side: u32) -> Result<RgbImage, String> {
+/// Decode one file into its centre square, colour-corrected as `colour` says (before any
+/// resize, as every front end does), at most `max_side` pixels wide.
+pub fn load_square(path: &Path, max_side: u32, colour: ColourConstancy) -> Result<RgbImage, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let rgb = decode_rgb8(&bytes, &DecodeLimits::default()).map_err(|e| e.to_string())?;
-    let square = centre_square(&rgb);
+    let mut square = centre_square(&rgb);
+    colour.apply(&mut square);
     Ok(if square.width() > max_side { resize_bilinear_u8(&square, max_side, max_side) } else { square })
 }
 
 /// Records that have a readable image, with those images; the others are counted in `skips`.
-pub fn preload(records: &[Record], roots: &[PathBuf], max_side: u32, skips: &mut Skips) -> Result<(Vec<Record>, Vec<RgbImage>)> {
+pub fn preload(records: &[Record], roots: &[PathBuf], max_side: u32, colour: ColourConstancy, skips: &mut Skips) -> Result<(Vec<Record>, Vec<RgbImage>)> {
     let loaded: Vec<Result<RgbImage, (String, String)>> = records
         .par_iter()
         .map(|r| {
             let path = locate(roots, &r.image_id).ok_or_else(|| ("image file not found".to_string(), r.image_id.clone()))?;
-            load_square(&path, max_side).map_err(|e| (format!("unreadable image ({e})"), path.display().to_string()))
+            load_square(&path, max_side, colour).map_err(|e| (format!("unreadable image ({e})"), path.display().to_string()))
         })
         .collect();
     let mut kept = Vec::with_capacity(records.len());

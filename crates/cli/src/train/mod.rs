@@ -185,7 +185,7 @@ pub fn prepare(config: &TrainConfig) -> Result<Prepared> {
     let (records, mut skips) = config.data.records(&classes, config.seed)?;
     // Find the images first, so a missing file is a counted skip rather than a hole in a split.
     let roots = config.data.roots();
-    let (records, mut images) = preload(&records, &roots, STORE_SIDE, &mut skips)?;
+    let (records, mut images) = preload(&records, &roots, STORE_SIDE, config.data.colour(), &mut skips)?;
     let split = split(&records, &classes, &config.split)?;
     let index: HashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.image_id.as_str(), i)).collect();
     let mut take = |part: &[crate::data::records::Record]| -> Vec<image::RgbImage> {
