@@ -85,6 +85,9 @@ pub struct TrainArgs {
     pub warmup_epochs: f64,
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
+    /// The backbone's learning rate as a fraction of the classifier's (1: one rate for all).
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub backbone_lr_scale: f64,
     #[arg(long, default_value_t = 0.1)]
     pub label_smoothing: f32,
     /// Dropout before the classifier.
@@ -157,7 +160,7 @@ impl TrainArgs {
             epochs: self.epochs,
             lr: self.lr,
             warmup_epochs: self.warmup_epochs,
-            optimizer: AdamWConfig { weight_decay: self.weight_decay, ..Default::default() },
+            optimizer: AdamWConfig { weight_decay: self.weight_decay, backbone_lr_scale: self.backbone_lr_scale, ..Default::default() },
             loss: LossConfig { label_smoothing: self.label_smoothing, class_weights: None, focal_gamma: self.focal_gamma },
             class_weighted: self.class_weighted,
             dropout: self.dropout,
