@@ -59,7 +59,8 @@ fn round_filters(channels: usize, width: f64) -> usize {
 
 impl ModelConfig {
     /// EfficientNet-Lite`variant` (0–4). Lite keeps stem (32) and head (1280) fixed and does not
-    /// repeat the first and last stages. Only Lite0 is checked against reference weights.
+    /// repeat the first and last stages. Lite0–2 are checked against reference weights
+    /// (tests/parity.rs, tests/lite_variants.rs).
     pub fn lite(variant: u8) -> Option<Self> {
         let (width, depth, input_size) = match variant {
             0 => (1.0, 1.0, 224),

@@ -32,8 +32,13 @@ fn json(path: &Path) -> Value {
 
 /// Train a small run: `lesions` per class at `size` px for `epochs`, extra flags appended.
 fn train(shared: &Path, out: &Path, lesions: usize, size: usize, epochs: usize, extra: &[&str]) {
+    train_from(shared, "effnet_lite0.safetensors", out, lesions, size, epochs, extra);
+}
+
+/// `train` from the ImageNet weights `base` in ../shared/reference.
+fn train_from(shared: &Path, base: &str, out: &Path, lesions: usize, size: usize, epochs: usize, extra: &[&str]) {
     let data = shared.join("data/ham10000");
-    let base = shared.join("reference/effnet_lite0.safetensors");
+    let base = shared.join("reference").join(base);
     let (lesions, size, epochs) = (lesions.to_string(), size.to_string(), epochs.to_string());
     let mut args = vec![
         "train", "--data", data.to_str().unwrap(), "--base", base.to_str().unwrap(), "--out", out.to_str().unwrap(),
@@ -103,6 +108,39 @@ fn a_resumed_run_is_the_same_run() {
         assert!(a.tensor(name).unwrap().data() == b.tensor(name).unwrap().data(), "{name} differs after resuming");
     }
     let history = |d: &Path| json(&d.join("state.json"))["history"].as_array().unwrap().iter().map(|h| h["val_balanced_accuracy"].clone()).collect::<Vec<_>>();
+    assert_eq!(history(&straight), history(&resumed));
+}
+
+fn tensors_equal(a: &Path, b: &Path) -> bool {
+    let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    let (a, b) = (safetensors::SafeTensors::deserialize(&a).unwrap(), safetensors::SafeTensors::deserialize(&b).unwrap());
+    let mut names = a.names();
+    names.sort();
+    names.len() == b.names().len() && names.iter().all(|n| b.tensor(n).is_ok_and(|t| t.data() == a.tensor(n).unwrap().data()))
+}
+
+#[test]
+fn a_resumed_lite1_run_with_ema_and_every_augmentation_is_the_same_run() {
+    let Some(shared) = shared() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
+    let options = [
+        "--arch", "lite1", "--ema", "0.9", "--saturation", "0.3", "--erase-prob", "0.5", "--mixup", "0.4", "--cutmix", "1.0", "--min-crop-area", "0.35",
+    ];
+    let straight = scratch("options-straight");
+    let resumed = scratch("options-resumed");
+    train_from(&shared, "effnet_lite1.safetensors", &straight, 8, 48, 2, &options);
+    train_from(&shared, "effnet_lite1.safetensors", &resumed, 8, 48, 2, &[&options[..], &["--stop-after", "1"]].concat());
+    // After one epoch, best is that epoch: the weights' average, not the raw weights.
+    let (best, last, average) = (resumed.join("best.safetensors"), resumed.join("last.safetensors"), resumed.join("last.ema.safetensors"));
+    assert!(tensors_equal(&best, &average), "best.safetensors should be the moving average");
+    assert!(!tensors_equal(&best, &last), "the average should differ from the raw weights");
+    let bytes = std::fs::read(&best).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(header.metadata().as_ref().unwrap()["skinlens.arch"], "efficientnet-lite1");
+    skinlens(&["train", "--out", resumed.to_str().unwrap(), "--resume"]);
+    for file in ["last.safetensors", "last.ema.safetensors", "last.optimizer.safetensors"] {
+        assert!(tensors_equal(&straight.join(file), &resumed.join(file)), "{file} differs after resuming");
+    }
+    let history = |d: &Path| json(&d.join("state.json"))["history"].as_array().unwrap().iter().map(|h| (h["train_loss"].clone(), h["val_balanced_accuracy"].clone())).collect::<Vec<_>>();
     assert_eq!(history(&straight), history(&resumed));
 }
 

@@ -2,8 +2,11 @@
 //!
 //! Geometry (random resized crop, rotation, flips) is one affine map from output pixels to
 //! source coordinates, sampled bilinearly with mirror edges, so each image is resampled once.
-//! Colour (brightness, contrast, hue; never saturation) is a per-image linear map in RGB.
+//! Colour (brightness, contrast, hue; saturation when asked) is a per-image linear map in RGB.
+//! Random erasing (when asked) blanks one rectangle to the normalised mean (0).
 //! Dermoscopy has no up or down, so any rotation and both flips are fair.
+//! Options added later draw their random numbers after all the earlier ones and only when
+//! enabled, so a run with their defaults sees exactly the images it saw before they existed.
 
 use image::RgbImage;
 use rand::Rng;
@@ -20,11 +23,44 @@ pub struct AugmentConfig {
     pub contrast: f32,
     /// Hue shift drawn from [−h, h] of the colour circle.
     pub hue: f32,
+    /// Saturation factor drawn from [1 − s, 1 + s] (0: off).
+    #[serde(default)]
+    pub saturation: f32,
+    /// Probability of random erasing: one rectangle of 2–25 % of the view, aspect 0.3–3.3,
+    /// set to the normalised mean (0: off).
+    #[serde(default)]
+    pub erase_probability: f32,
 }
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        Self { min_crop_area: 0.5, free_rotation: true, brightness: 0.2, contrast: 0.2, hue: 0.1 }
+        Self { min_crop_area: 0.5, free_rotation: true, brightness: 0.2, contrast: 0.2, hue: 0.1, saturation: 0.0, erase_probability: 0.0 }
+    }
+}
+
+/// A rectangle of a `size`×`size` view: left, top, width, height in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: usize,
+    pub y: usize,
+    pub w: usize,
+    pub h: usize,
+}
+
+/// A random rectangle of `area` (fraction of the view) and `aspect` (w/h), clipped to the view.
+pub fn random_rect(size: usize, area: f32, aspect: f32, rng: &mut impl Rng) -> Rect {
+    let side = size as f32;
+    let w = ((side * side * area * aspect).sqrt().round() as usize).clamp(1, size);
+    let h = ((side * side * area / aspect).sqrt().round() as usize).clamp(1, size);
+    let x = rng.random_range(0..=size - w);
+    let y = rng.random_range(0..=size - h);
+    Rect { x, y, w, h }
+}
+
+/// Set every channel of `rect` in an HWC view to `value`.
+pub fn fill_rect(view: &mut [f32], size: usize, rect: Rect, value: f32) {
+    for row in rect.y..rect.y + rect.h {
+        view[(row * size + rect.x) * 3..(row * size + rect.x + rect.w) * 3].fill(value);
     }
 }
 
@@ -77,6 +113,7 @@ pub fn augment(src: &RgbImage, size: usize, config: &AugmentConfig, rng: &mut im
     let brightness = 1.0 + rng.random_range(-config.brightness..=config.brightness);
     let contrast = 1.0 + rng.random_range(-config.contrast..=config.contrast);
     let hue = hue_matrix(rng.random_range(-config.hue..=config.hue));
+    let saturation = if config.saturation > 0.0 { 1.0 + rng.random_range(-config.saturation..=config.saturation) } else { 1.0 };
 
     let (sin, cos) = angle.sin_cos();
     let (w, h) = (src.width() as usize, src.height() as usize);
@@ -100,19 +137,31 @@ pub fn augment(src: &RgbImage, size: usize, config: &AugmentConfig, rng: &mut im
             }
         }
     }
-    // Colour: hue rotation, brightness, then contrast around the image's mean grey.
+    // Colour: hue rotation, brightness, saturation around each pixel's grey, then contrast
+    // around the image's mean grey.
     let mut grey_sum = 0f32;
     for px in out.chunks_exact_mut(3) {
         let rgb = [px[0], px[1], px[2]];
         for c in 0..3 {
             px[c] = brightness * (hue[c][0] * rgb[0] + hue[c][1] * rgb[1] + hue[c][2] * rgb[2]);
         }
-        grey_sum += 0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2];
+        let pixel_grey = 0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2];
+        if saturation != 1.0 {
+            for v in px.iter_mut() {
+                *v = pixel_grey + saturation * (*v - pixel_grey);
+            }
+        }
+        grey_sum += pixel_grey;
     }
     let grey = grey_sum / (size * size) as f32;
     for v in &mut out {
         let value = (contrast * (*v - grey) + grey).clamp(0.0, 255.0);
         *v = (value - 127.0) / 128.0;
+    }
+    if config.erase_probability > 0.0 && rng.random::<f32>() < config.erase_probability {
+        let area = rng.random_range(0.02f32..=0.25);
+        let aspect = rng.random_range((0.3f32).ln()..=(1.0f32 / 0.3).ln()).exp();
+        fill_rect(&mut out, size, random_rect(size, area, aspect, rng), 0.0);
     }
     out
 }
@@ -146,5 +195,35 @@ mod tests {
         }
         assert_eq!(reflect(-1, 5), 1);
         assert_eq!(reflect(5, 5), 3);
+    }
+
+    #[test]
+    fn new_options_off_leave_the_views_unchanged_and_on_change_them() {
+        // Mid-range colours, so no channel reaches the 0/255 clamp after the colour jitter.
+        let src = RgbImage::from_fn(40, 40, |x, y| image::Rgb([(70 + x * 2) as u8, (70 + y * 2) as u8, 110]));
+        let base = AugmentConfig::default();
+        let plain = augment(&src, 16, &base, &mut ChaCha8Rng::seed_from_u64(3));
+        let saturated = augment(&src, 16, &AugmentConfig { saturation: 0.5, ..base }, &mut ChaCha8Rng::seed_from_u64(3));
+        assert_ne!(plain, saturated);
+        // Saturation keeps each pixel's grey (up to the contrast clamp, which this image avoids).
+        let grey = |v: &[f32]| v.chunks_exact(3).map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).collect::<Vec<_>>();
+        for (a, b) in grey(&plain).iter().zip(grey(&saturated)) {
+            assert!((a - b).abs() < 0.02, "grey {a} vs {b}");
+        }
+        let erased = augment(&src, 16, &AugmentConfig { erase_probability: 1.0, ..base }, &mut ChaCha8Rng::seed_from_u64(3));
+        let changed: Vec<usize> = (0..plain.len()).filter(|&i| plain[i] != erased[i]).collect();
+        assert!(!changed.is_empty() && changed.iter().all(|&i| erased[i] == 0.0), "erasing sets a rectangle to 0");
+        assert!(changed.len() <= 16 * 16 * 3 / 3, "at most a quarter of the view (plus rounding)");
+    }
+
+    #[test]
+    fn random_rect_stays_inside_and_has_the_asked_area() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..200 {
+            let r = random_rect(50, 0.2, 1.5, &mut rng);
+            assert!(r.x + r.w <= 50 && r.y + r.h <= 50);
+            let area = (r.w * r.h) as f32 / 2500.0;
+            assert!((area - 0.2).abs() < 0.03, "{r:?}");
+        }
     }
 }

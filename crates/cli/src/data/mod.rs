@@ -5,6 +5,7 @@ pub mod augment;
 pub mod batch;
 pub mod dataset;
 pub mod images;
+pub mod mix;
 pub mod records;
 pub mod sampler;
 pub mod split;

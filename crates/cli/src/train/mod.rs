@@ -11,6 +11,7 @@ pub mod backprop;
 #[cfg(test)]
 mod backprop_test;
 pub mod device;
+pub mod ema;
 pub mod loss;
 pub mod network;
 pub mod ops;
@@ -38,10 +39,12 @@ use crate::data::augment::{augment, AugmentConfig};
 use crate::data::batch::{rows_per_image, stem_columns};
 use crate::data::dataset::DataArgs;
 use crate::data::images::preload;
+use crate::data::mix::{mix_batch, MixConfig, Mixing};
 use crate::data::records::{class_counts, Skips};
 use crate::data::sampler::epoch_order;
 use crate::data::split::{split, Split, SplitPlan};
 use crate::metrics::classification::evaluate;
+use ema::Ema;
 use loss::{inverse_frequency_weights, LossConfig};
 use device::{DeviceKind, StepPath};
 use network::TrainableNetwork;
@@ -62,9 +65,12 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint (its saved configuration wins).
     #[arg(long)]
     pub resume: bool,
-    /// ImageNet EfficientNet-Lite0 weights, raw keys (e.g. ../shared/reference/effnet_lite0.safetensors).
+    /// ImageNet EfficientNet-Lite weights of --arch, raw keys (e.g. ../shared/reference/effnet_lite0.safetensors).
     #[arg(long, value_name = "SAFETENSORS")]
     pub base: Option<PathBuf>,
+    /// Backbone: lite0, lite1 or lite2 (the block tables checked against reference weights).
+    #[arg(long, default_value = "lite0", value_parser = ["lite0", "lite1", "lite2"])]
+    pub arch: String,
     /// Training (and validation) input size in pixels.
     #[arg(long, default_value_t = 128)]
     pub size: usize,
@@ -79,6 +85,9 @@ pub struct TrainArgs {
     pub warmup_epochs: f64,
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
+    /// The backbone's learning rate as a fraction of the classifier's (1: one rate for all).
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub backbone_lr_scale: f64,
     #[arg(long, default_value_t = 0.1)]
     pub label_smoothing: f32,
     /// Dropout before the classifier.
@@ -113,6 +122,21 @@ pub struct TrainArgs {
     /// Smallest random-resized-crop area (fraction of the square).
     #[arg(long, default_value_t = 0.5)]
     pub min_crop_area: f32,
+    /// Saturation jitter: factor drawn from [1 − S, 1 + S] (0: off).
+    #[arg(long, default_value_t = 0.0, value_name = "S")]
+    pub saturation: f32,
+    /// Random erasing: probability of blanking one rectangle (2–25 % of the view) per image.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub erase_prob: f32,
+    /// Mixup with Beta(α, α) mixing weights (0: off).
+    #[arg(long, default_value_t = 0.0, value_name = "ALPHA")]
+    pub mixup: f32,
+    /// CutMix with Beta(α, α) box shares (0: off); with --mixup too, each batch picks one.
+    #[arg(long, default_value_t = 0.0, value_name = "ALPHA")]
+    pub cutmix: f32,
+    /// Validate, and save as best, a moving average of the weights with this decay (e.g. 0.998).
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f64>,
     /// Also save `last.*` mid-epoch when this many minutes passed since the last save.
     #[arg(long, default_value_t = 10.0)]
     pub checkpoint_minutes: f64,
@@ -136,7 +160,7 @@ impl TrainArgs {
             epochs: self.epochs,
             lr: self.lr,
             warmup_epochs: self.warmup_epochs,
-            optimizer: AdamWConfig { weight_decay: self.weight_decay, ..Default::default() },
+            optimizer: AdamWConfig { weight_decay: self.weight_decay, backbone_lr_scale: self.backbone_lr_scale, ..Default::default() },
             loss: LossConfig { label_smoothing: self.label_smoothing, class_weights: None, focal_gamma: self.focal_gamma },
             class_weighted: self.class_weighted,
             dropout: self.dropout,
@@ -150,10 +174,12 @@ impl TrainArgs {
                 fold: self.fold.map(|f| (f, self.folds)),
             },
             freeze_backbone: self.freeze_backbone,
-            augment: AugmentConfig { min_crop_area: self.min_crop_area, ..Default::default() },
+            augment: AugmentConfig { min_crop_area: self.min_crop_area, saturation: self.saturation, erase_probability: self.erase_prob, ..Default::default() },
             checkpoint_minutes: self.checkpoint_minutes,
             base: self.base.clone(),
-            arch: "efficientnet-lite0".into(),
+            arch: format!("efficientnet-{}", self.arch),
+            ema: self.ema,
+            mix: MixConfig { mixup_alpha: self.mixup, cutmix_alpha: self.cutmix },
         }
     }
 }
@@ -199,18 +225,25 @@ pub fn prepare(config: &TrainConfig) -> Result<Prepared> {
     Ok(Prepared { classes, split, train_images, train_labels, val, skips })
 }
 
-/// One batch's stem input and labels, every random draw keyed by (seed, epoch, batch, slot).
-fn make_batch(p: &Prepared, config: &TrainConfig, indices: &[usize], epoch: usize, batch_no: usize, device: &Device) -> Result<(Tensor, Vec<usize>)> {
+/// One batch's stem input, labels and mixing (if any), every random draw keyed by
+/// (seed, epoch, batch, slot), the batch's mixing by (seed, epoch, batch, 0x313).
+fn make_batch(p: &Prepared, config: &TrainConfig, indices: &[usize], epoch: usize, batch_no: usize, device: &Device) -> Result<(Tensor, Vec<usize>, Option<Mixing>)> {
     let size = config.size;
     let rows = rows_per_image(size);
+    let mut views: Vec<Vec<f32>> = indices
+        .par_iter()
+        .enumerate()
+        .map(|(slot, &i)| {
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(&[config.seed, epoch as u64, batch_no as u64, slot as u64]));
+            augment(&p.train_images[i], size, &config.augment, &mut rng)
+        })
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(mix(&[config.seed, epoch as u64, batch_no as u64, 0x313]));
+    let mixing = mix_batch(&mut views, size, &config.mix, &mut rng);
     let mut columns = vec![0f32; indices.len() * rows * 27];
-    columns.par_chunks_mut(rows * 27).zip(indices.par_iter()).enumerate().for_each(|(slot, (out, &i))| {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(&[config.seed, epoch as u64, batch_no as u64, slot as u64]));
-        let view = augment(&p.train_images[i], size, &config.augment, &mut rng);
-        stem_columns(&view, size, out);
-    });
+    columns.par_chunks_mut(rows * 27).zip(views.par_iter()).for_each(|(out, view)| stem_columns(view, size, out));
     let labels = indices.iter().map(|&i| p.train_labels[i]).collect();
-    Ok((Tensor::from_vec(columns, (indices.len() * rows, 27), device)?, labels))
+    Ok((Tensor::from_vec(columns, (indices.len() * rows, 27), device)?, labels, mixing))
 }
 
 fn dropout_mask(config: &TrainConfig, n: usize, width: usize, epoch: usize, batch_no: usize, device: &Device) -> Result<Option<Tensor>> {
@@ -234,14 +267,37 @@ pub fn training_step(
     mask: Option<&Tensor>,
     loss_config: &LossConfig,
 ) -> Result<(f32, Tensor, HashMap<String, Tensor>)> {
-    let n = labels.len();
+    training_step_with(net, x, labels.len(), size, mask, |logits| loss::loss(logits, labels, loss_config))
+}
+
+/// `training_step` with any loss of the logits (e.g. the mixed loss of a mixup batch).
+pub fn training_step_with(
+    net: &mut TrainableNetwork,
+    x: &Tensor,
+    n: usize,
+    size: usize,
+    mask: Option<&Tensor>,
+    loss_of: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<(f32, Tensor, HashMap<String, Tensor>)> {
     if net.path == StepPath::Fused {
-        return net.forward_backward(x, n, size, mask, |logits| loss::loss(logits, labels, loss_config));
+        return net.forward_backward(x, n, size, mask, loss_of);
     }
     let logits = net.forward_train(x, n, size, mask)?;
-    let loss = loss::loss(&logits, labels, loss_config)?;
+    let loss = loss_of(&logits)?;
     let grads = net.grads_by_name(&loss.backward()?);
     Ok((loss.to_scalar::<f32>()?, logits.detach(), grads))
+}
+
+/// A batch's training step: plain, or λ·L(labels) + (1 − λ)·L(partners' labels) when mixed.
+fn batch_step(net: &mut TrainableNetwork, x: &Tensor, labels: &[usize], mixing: Option<&Mixing>, size: usize, mask: Option<&Tensor>, loss_config: &LossConfig) -> Result<(f32, Tensor, HashMap<String, Tensor>)> {
+    let Some(m) = mixing else { return training_step(net, x, labels, size, mask, loss_config) };
+    let partners: Vec<usize> = m.partners.iter().map(|&s| labels[s]).collect();
+    let lambda = f64::from(m.lambda);
+    training_step_with(net, x, labels.len(), size, mask, |logits| {
+        let own = loss::loss(logits, labels, loss_config)?;
+        let other = loss::loss(logits, &partners, loss_config)?;
+        Ok(((own * lambda)? + (other * (1.0 - lambda))?)?)
+    })
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -288,7 +344,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         let base = config.base.as_ref().context("--base: the ImageNet EfficientNet-Lite0 weights to start from")?;
         let tensors = candle_core::safetensors::load(base, &Device::Cpu).with_context(|| format!("{}: cannot read the base weights", base.display()))?;
-        TrainableNetwork::from_base(&tensors, model_config, prepared.classes.clone(), config.seed, &device).with_context(|| format!("{}: not EfficientNet-Lite0 weights", base.display()))?
+        TrainableNetwork::from_base(&tensors, model_config, prepared.classes.clone(), config.seed, &device).with_context(|| format!("{}: not {} weights", base.display(), config.arch))?
+    };
+    let mut ema = match config.ema {
+        Some(decay) if resumed_from => {
+            let bytes = std::fs::read(&files.last_ema).with_context(|| format!("{}: cannot read the weights' average", files.last_ema.display()))?;
+            Some(Ema::load(&bytes, &net, decay).with_context(|| format!("{}: not this run's average", files.last_ema.display()))?)
+        }
+        Some(decay) => Some(Ema::new(&net, decay)?),
+        None => None,
     };
     let trainable: Vec<(String, candle_core::Var)> = net.trainable_names(config.freeze_backbone).into_iter().map(|n| (n.clone(), net.params[&n].clone())).collect();
     let mut optimizer = AdamW::new(trainable, config.optimizer)?;
@@ -327,12 +391,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let first_batch = state.batch;
         for b in first_batch..steps_per_epoch {
             let indices = &order[b * config.batch..(b + 1) * config.batch];
-            let (x, labels) = make_batch(&prepared, &config, indices, epoch, b, &device)?;
+            let (x, labels, mixing) = make_batch(&prepared, &config, indices, epoch, b, &device)?;
             let mask = dropout_mask(&config, indices.len(), net.config.head_channels, epoch, b, &device)?;
-            let (loss, logits, grads) = training_step(&mut net, &x, &labels, config.size, mask.as_ref(), &loss_config)?;
+            let (loss, logits, grads) = batch_step(&mut net, &x, &labels, mixing.as_ref(), config.size, mask.as_ref(), &loss_config)?;
             let lr = learning_rate(state.step, warmup_steps, total_steps, config.lr);
             optimizer.step(&grads, lr)?;
             state.step += 1;
+            if let Some(ema) = ema.as_mut() {
+                ema.update(&net, state.step)?;
+            }
             let predicted = logits.argmax(1)?.to_vec1::<u32>()?;
             state.partial.loss_sum += f64::from(loss) * indices.len() as f64;
             state.partial.correct += predicted.iter().zip(&labels).filter(|(p, y)| **p as usize == **y).count();
@@ -348,13 +415,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if last_save.elapsed().as_secs_f64() > config.checkpoint_minutes * 60.0 && b + 1 < steps_per_epoch {
                 state.elapsed_s += last_save.elapsed().as_secs_f64();
                 last_save = Instant::now();
-                bar.suspend(|| files.save_last(&net, &optimizer, &state, config.size))?;
+                bar.suspend(|| files.save_last(&net, &optimizer, ema.as_ref(), &state, config.size))?;
             }
         }
         bar.finish_and_clear();
         let train_seconds = epoch_started.elapsed().as_secs_f64();
-        // Validation through the folded network: exactly what export ships.
-        let folded = net.folded(config.size)?;
+        // Validation through the folded network (the weights' average with --ema): exactly what
+        // export ships.
+        let averaged = ema.as_ref().map(|e| e.network(&net)).transpose()?;
+        let shipped = averaged.as_ref().unwrap_or(&net);
+        let folded = shipped.folded(config.size)?;
         let probabilities = validate::probabilities(&folded, &prepared.val)?;
         let report = evaluate(&probabilities, &prepared.val.labels, &prepared.classes);
         let record = EpochRecord {
@@ -383,7 +453,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             state.best_epoch = epoch + 1;
             state.best_balanced_accuracy = report.balanced_accuracy;
             state.epochs_without_improvement = 0;
-            files.save_best(&net, config.size, &prepared.val, &probabilities, epoch + 1)?;
+            files.save_best(shipped, config.size, &prepared.val, &probabilities, epoch + 1)?;
         } else {
             state.epochs_without_improvement += 1;
             if state.epochs_without_improvement >= config.patience {
@@ -393,7 +463,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         state.elapsed_s += last_save.elapsed().as_secs_f64();
         last_save = Instant::now();
-        files.save_last(&net, &optimizer, &state, config.size)?;
+        files.save_last(&net, &optimizer, ema.as_ref(), &state, config.size)?;
         if let Err(e) = crate::plots::training_curves(&state.history, &files.dir) {
             eprintln!("warning: could not draw the training curves: {e:#}");
         }
@@ -422,10 +492,10 @@ fn bench(net: &mut TrainableNetwork, p: &Prepared, config: &TrainConfig, optimiz
             timer = Instant::now();
         }
         let indices = &order[b * config.batch..(b + 1) * config.batch];
-        let (x, labels) = make_batch(p, config, indices, 0, b, device)?;
+        let (x, labels, mixing) = make_batch(p, config, indices, 0, b, device)?;
         let mask = dropout_mask(config, indices.len(), net.config.head_channels, 0, b, device)?;
         let t0 = Instant::now();
-        let (loss, _, grads) = training_step(net, &x, &labels, config.size, mask.as_ref(), &loss_config)?;
+        let (loss, _, grads) = batch_step(net, &x, &labels, mixing.as_ref(), config.size, mask.as_ref(), &loss_config)?;
         let t1 = Instant::now();
         optimizer.step(&grads, config.lr)?;
         eprintln!("step {b}: loss {loss:.4}  forward+backward {:.2} s, update {:.2} s", (t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());

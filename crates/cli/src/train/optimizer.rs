@@ -12,11 +12,19 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// The backbone's learning rate as a fraction of the classifier's (`_fc`), which gets the
+    /// scheduled rate itself.
+    #[serde(default = "one")]
+    pub backbone_lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4 }
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4, backbone_lr_scale: 1.0 }
     }
 }
 
@@ -54,9 +62,10 @@ impl AdamW {
         let c = self.config;
         let t = self.step as i32;
         let (bias1, bias2) = ((1.0 - c.beta1.powi(t)) as f32, (1.0 - c.beta2.powi(t)) as f32);
-        let (b1, b2, eps, lr32) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32, lr as f32);
+        let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
         for (name, var, decays) in &self.params {
             let Some(g) = grads.get(name) else { continue };
+            let lr32 = if name.starts_with("_fc.") { lr } else { lr * c.backbone_lr_scale } as f32;
             let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
             let mut theta: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
             let mut m: Vec<f32> = self.first[name].flatten_all()?.to_vec1()?;
@@ -109,4 +118,24 @@ pub fn learning_rate(step: u64, warmup: u64, total: u64, peak: f64) -> f64 {
     }
     let progress = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
     peak * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn the_backbone_learns_at_its_share_of_the_rate() {
+        let var = |v: f32| Var::from_tensor(&Tensor::from_vec(vec![v; 4], (2, 2), &Device::Cpu).unwrap()).unwrap();
+        let (head, backbone) = (var(1.0), var(1.0));
+        let config = AdamWConfig { weight_decay: 0.0, backbone_lr_scale: 0.25, ..Default::default() };
+        let mut adam = AdamW::new(vec![("_fc.weight".into(), head.clone()), ("_conv_head.weight".into(), backbone.clone())], config).unwrap();
+        let g = Tensor::from_vec(vec![0.5f32; 4], (2, 2), &Device::Cpu).unwrap();
+        adam.step(&HashMap::from([("_fc.weight".to_string(), g.clone()), ("_conv_head.weight".to_string(), g)]), 0.1).unwrap();
+        let moved = |v: &Var| 1.0 - v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        // Adam's first step moves every value by lr (m̂/√v̂ = 1): 0.1 for the head, 0.025 for the backbone.
+        assert!((moved(&head) - 0.1).abs() < 1e-5, "head moved {}", moved(&head));
+        assert!((moved(&backbone) - 0.025).abs() < 1e-5, "backbone moved {}", moved(&backbone));
+    }
 }

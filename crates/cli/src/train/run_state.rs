@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::ema::Ema;
 use super::loss::LossConfig;
 use super::network::TrainableNetwork;
 use super::optimizer::{AdamW, AdamWConfig};
 use super::validate::EvalSet;
 use crate::data::augment::AugmentConfig;
+use crate::data::mix::MixConfig;
 use crate::data::dataset::DataArgs;
 use crate::data::records::Skips;
 use crate::data::split::{Split, SplitPlan};
@@ -38,6 +40,11 @@ pub struct TrainConfig {
     pub checkpoint_minutes: f64,
     pub base: Option<PathBuf>,
     pub arch: String,
+    /// Decay of the weights' moving average that is validated and saved as best (None: off).
+    #[serde(default)]
+    pub ema: Option<f64>,
+    #[serde(default)]
+    pub mix: MixConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +115,8 @@ pub struct RunFiles {
     pub state: PathBuf,
     pub last: PathBuf,
     pub last_optimizer: PathBuf,
+    /// The weights' moving average at the last checkpoint (runs with `--ema`).
+    pub last_ema: PathBuf,
     pub best: PathBuf,
     pub best_predictions: PathBuf,
 }
@@ -132,6 +141,7 @@ impl RunFiles {
             state: dir.join("state.json"),
             last: dir.join("last.safetensors"),
             last_optimizer: dir.join("last.optimizer.safetensors"),
+            last_ema: dir.join("last.ema.safetensors"),
             best: dir.join("best.safetensors"),
             best_predictions: dir.join("best.val.json"),
         }
@@ -163,10 +173,13 @@ impl RunFiles {
         Ok(())
     }
 
-    pub fn save_last(&self, net: &TrainableNetwork, optimizer: &AdamW, state: &RunState, size: usize) -> Result<()> {
+    pub fn save_last(&self, net: &TrainableNetwork, optimizer: &AdamW, ema: Option<&Ema>, state: &RunState, size: usize) -> Result<()> {
         let extra = HashMap::from([("skinlens.epoch".to_string(), state.epoch.to_string())]);
         write_atomic(&self.last, &net.to_safetensors(size, &extra)?)?;
         write_atomic(&self.last_optimizer, &safetensors::serialize(optimizer.state_tensors()?, None)?)?;
+        if let Some(ema) = ema {
+            write_atomic(&self.last_ema, &ema.to_safetensors(net)?)?;
+        }
         write_atomic(&self.state, &serde_json::to_vec_pretty(state)?)
     }
 
