@@ -87,3 +87,35 @@ test('a two-member model: the page on CPU and on WebGPU gives `skinlens predict`
     await browser.close();
   }
 });
+
+test('a two-member model: passes (member × view) spread over two workers give exactly the one-worker answer', { timeout: 300_000 }, async () => {
+  const browser = await launchBrowser();
+  try {
+    const answerWith = async (workers) => {
+      const page = await browser.context.newPage();
+      try {
+        await openPage(page, `${server.url}?backend=cpu&workers=${workers}`);
+        // Helpers start after `ready`: wait until an answer really came from `workers` workers.
+        const deadline = Date.now() + 90_000;
+        let result;
+        while ((result = await classify(page, fixtures[0])).engineWorkers !== workers) {
+          assert.ok(Date.now() < deadline, `no answer from ${workers} workers within 90 s`);
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        return result;
+      } finally {
+        await page.close();
+      }
+    };
+    const one = await answerWith(1);
+    const two = await answerWith(2);
+    assert.deepEqual(two.probabilities, one.probabilities);
+    assert.deepEqual(two.logits, one.logits);
+    assert.deepEqual(two.cam.values, one.cam.values);
+    assert.deepEqual(two.familiarity, one.familiarity);
+    const cli = predict(['--model', model]).get(fixtures[0].name);
+    assert.ok(maxDifference(two, cli) <= TOLERANCE, `two workers vs CLI ${maxDifference(two, cli)}`);
+  } finally {
+    await browser.close();
+  }
+});
