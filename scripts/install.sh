@@ -13,7 +13,8 @@ install_note() { printf 'install: %s\n' "$*" >&2; }
 install_apt() {
   local missing=() package
   for package in "$@"; do
-    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    # Not `dpkg -s`: it succeeds for a removed package whose configuration files remain.
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null)" == installed ]] || missing+=("$package")
   done
   ((${#missing[@]})) || return 0
   local sudo_=""
