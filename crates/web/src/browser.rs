@@ -113,11 +113,15 @@ impl WasmClassifier {
     /// familiarity: {score, threshold, unusual} | null,
     /// preview: {width, height, rgba: Uint8ClampedArray}}`.
     pub fn classify(&self, image_bytes: &[u8]) -> Result<JsValue, JsError> {
-        let mut analysis = analysis::analyse(&self.inner, image_bytes, &PerformanceClock)
-            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
-        analysis
-            .assess_familiarity(self.familiarity.as_ref())
-            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
+        self.result_object(analysis::analyse(&self.inner, image_bytes, &PerformanceClock))
+    }
+
+    /// An image's analysis (from one worker or assembled from several) → the page's result
+    /// object: the familiarity check applied, the model's view attached as `preview`.
+    fn result_object(&self, analysis: skinlens_core::Result<analysis::Analysis>) -> Result<JsValue, JsError> {
+        let unclassifiable = |e: skinlens_core::Error| JsError::new(&format!("this image could not be classified: {e}"));
+        let mut analysis = analysis.map_err(unclassifiable)?;
+        analysis.assess_familiarity(self.familiarity.as_ref()).map_err(unclassifiable)?;
         let result = to_js(&analysis)?;
         let preview = preview_object(&analysis.model_view)?;
         Reflect::set(&result, &"preview".into(), &preview).map_err(js_error)?;
@@ -184,17 +188,7 @@ impl WasmPendingAnalysis {
     pub fn finish(self, classifier: &WasmClassifier, answers: JsValue) -> Result<JsValue, JsError> {
         let answers: Vec<analysis::PassAnswer> = serde_wasm_bindgen::from_value(answers)
             .map_err(|e| JsError::new(&format!("internal error: a worker's answer could not be read: {e}")))?;
-        let mut analysis = self
-            .inner
-            .finish(&classifier.inner, answers, &PerformanceClock)
-            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
-        analysis
-            .assess_familiarity(classifier.familiarity.as_ref())
-            .map_err(|e| JsError::new(&format!("this image could not be classified: {e}")))?;
-        let result = to_js(&analysis)?;
-        let preview = preview_object(&analysis.model_view)?;
-        Reflect::set(&result, &"preview".into(), &preview).map_err(js_error)?;
-        Ok(result)
+        classifier.result_object(self.inner.finish(&classifier.inner, answers, &PerformanceClock))
     }
 }
 
