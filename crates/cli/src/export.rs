@@ -8,6 +8,10 @@
 //!    temperature, reporting the expected calibration error before and after;
 //! 3. whether f16 storage changes its validation metrics (checked, not assumed).
 //!
+//! An `--ensemble-with` may also be an already-exported model file (with its card beside it):
+//! its networks join as they were exported — their size, decision rule and temperature were
+//! chosen then, on the same validation split, which the card must show.
+//!
 //! Then the members' weights are chosen on validation (`--weights`), the file is written (one
 //! member: today's one-network layout), its test-time views chosen on validation, and the written
 //! file itself is scored on the lesion-grouped test split — each member and the whole — with
@@ -65,8 +69,10 @@ pub struct ExportArgs {
     /// accuracy from 0, 0.25, …, 1.5; a number fixes it; 0 leaves the network as trained.
     #[arg(long, default_value = "auto")]
     pub prior_correction: String,
-    /// Another member: a training run folder (its best.safetensors) or a checkpoint inside one.
-    /// Repeatable. Every run must share the first run's validation and test split.
+    /// Another member: a training run folder (its best.safetensors), a checkpoint inside one, or
+    /// an exported model file with its card beside it (`NAME.safetensors` + `NAME.card.json`),
+    /// whose networks join as exported. Repeatable. Every member must share the first run's
+    /// validation and test split.
     #[arg(long, value_name = "RUN_OR_CHECKPOINT")]
     pub ensemble_with: Vec<PathBuf>,
     /// Member weights: `auto` (the best validation balanced accuracy on a 0.1 grid; a member
@@ -104,9 +110,74 @@ impl MemberSource {
     }
 }
 
+/// An exported model file taken in as it is, and what its card says of its training.
+struct ExportedSource {
+    file: PathBuf,
+    card: serde_json::Value,
+}
+
+impl ExportedSource {
+    /// The file and its card; the card's split must be the first run's (seed, fractions, fold
+    /// and part sizes: the split is a pure function of them and the data).
+    fn open(file: &Path, split: &crate::train::run_state::SavedSplit) -> Result<Self> {
+        let card_path = file.with_extension("card.json");
+        let text = std::fs::read_to_string(&card_path).with_context(|| format!("{}: an exported member needs its card beside it ({} is missing): the card shows which split it was trained on", file.display(), card_path.display()))?;
+        let card: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not a model card", card_path.display()))?;
+        let theirs = &card["training"]["split"];
+        let fractions = &theirs["fractions"];
+        let images = &theirs["images"];
+        let close = |v: &serde_json::Value, x: f64| v.as_f64().is_some_and(|v| (v - x).abs() < 1e-9);
+        let same = theirs["seed"].as_u64() == Some(split.plan.seed)
+            && close(&fractions["val"], split.plan.val_fraction)
+            && close(&fractions["test"], split.plan.test_fraction)
+            && theirs["fold"] == json!(split.plan.fold)
+            && images["val"].as_u64() == Some(split.val.len() as u64)
+            && images["test"].as_u64() == Some(split.test.len() as u64)
+            && images["train"].as_u64() == Some(split.train.len() as u64);
+        ensure!(same, "{}: its card's split ({theirs}) is not the first run's (seed {}, validation {}, test {}, {}/{}/{} images); ensemble members must share one", file.display(), split.plan.seed, split.plan.val_fraction, split.plan.test_fraction, split.train.len(), split.val.len(), split.test.len());
+        Ok(Self { file: file.to_path_buf(), card })
+    }
+}
+
+/// Where a member comes from.
+enum Origin {
+    /// A training run's checkpoint, calibrated by this export.
+    Run(MemberSource),
+    /// A network of an exported model file, as it was exported.
+    Exported(ExportedSource),
+}
+
+impl Origin {
+    fn path(&self) -> &Path {
+        match self {
+            Origin::Run(s) => &s.checkpoint,
+            Origin::Exported(e) => &e.file,
+        }
+    }
+    fn run_dir(&self) -> Option<&Path> {
+        match self {
+            Origin::Run(s) => Some(&s.run.dir),
+            Origin::Exported(_) => None,
+        }
+    }
+    fn epochs_run(&self) -> Option<usize> {
+        match self {
+            Origin::Run(s) => Some(s.state.history.len()),
+            Origin::Exported(e) => e.card["training"]["epochs_run"].as_u64().map(|n| n as usize),
+        }
+    }
+    fn training_minutes(&self) -> Option<f64> {
+        match self {
+            Origin::Run(s) => Some(s.state.elapsed_s / 60.0),
+            Origin::Exported(e) => e.card["training"]["wall_time_minutes"].as_f64(),
+        }
+    }
+}
+
 /// One member after calibration on validation.
 struct Calibrated {
-    source: MemberSource,
+    origin: Origin,
+    train_size: Option<usize>,
     /// Decision rule folded into its bias, temperature, test-time size and training size set.
     net: FoldedNetwork,
     epoch: Option<usize>,
@@ -294,7 +365,62 @@ fn calibrate(name: String, source: MemberSource, args: &ExportArgs, val_records:
         "{name}: f16 vs f32 on validation: same confusion matrix {}, balanced accuracy {:.4} vs {:.4}, largest probability change {:.2e}",
         f16.same_confusion, f16.report.balanced_accuracy, val.balanced_accuracy, f16.largest_probability_change
     );
-    Ok(Calibrated { source, net, epoch, size_by_validation: by_size, tau, tau_grid, log_prior, temperature, ece_before, ece_after, val_probabilities: after, val, f16 })
+    Ok(Calibrated { origin: Origin::Run(source), train_size: Some(train_size), net, epoch, size_by_validation: by_size, tau, tau_grid, log_prior, temperature, ece_before, ece_after, val_probabilities: after, val, f16 })
+}
+
+/// The networks of an exported model file, as exported: scored on validation at their declared
+/// size with their folded decision rule and temperature, so that the weights can be chosen.
+fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBuf], classes: &[String]) -> Result<Vec<Calibrated>> {
+    let what = source.file.display().to_string();
+    let bytes = std::fs::read(&source.file).with_context(|| format!("{what}: cannot read the model"))?;
+    let file = ModelFile::from_safetensors(&bytes).with_context(|| format!("{what}: not a usable model"))?;
+    let labels: Vec<usize> = val_records.iter().map(|r| r.label).collect();
+    let tau = source.card["decision_rule"]["tau"].as_f64().unwrap_or(0.0);
+    let mut out = Vec::new();
+    for member in file.members {
+        let mut net = member.network;
+        ensure!(net.metadata.classes == classes, "{what}: classes {:?} differ from the first member's {classes:?}", net.metadata.classes);
+        // Views are file-wide and chosen again for the new file.
+        net.metadata.tta = TestTimeAugmentation::None;
+        let size = net.config.input_size;
+        let spec = InputSpec { size: size as u32, colour: net.metadata.colour_constancy };
+        let val = load_labelled(val_records, roots, |rgb| prepare_decoded_as(rgb, spec))?;
+        ensure!(val.records.len() == val_records.len(), "{what}: validation images could not all be loaded");
+        let val_logits = logits(&net, &val.images)?;
+        let temperature = f64::from(net.metadata.temperature);
+        let probs_at = |t: f64| val_logits.iter().map(|l| softmax_t(l, t)).collect::<Vec<_>>();
+        let after = probs_at(temperature);
+        let (ece_before, ece_after) = (expected_calibration_error(&probs_at(1.0), &labels, 15), expected_calibration_error(&after, &labels, 15));
+        let val_report = score(&after, &labels, classes);
+        eprintln!("{what} ({}, as exported at {size} px): validation balanced accuracy {:.4}, macro AUC {:.4}", member.name, val_report.balanced_accuracy, val_report.macro_auc);
+        let f16_net = FoldedNetwork::from_safetensors(&net.to_safetensors(DType::F16, &HashMap::new())?)?;
+        let f16_probs: Vec<Vec<f32>> = logits(&f16_net, &val.images)?.iter().map(|l| softmax_t(l, temperature)).collect();
+        let f16_report = score(&f16_probs, &labels, classes);
+        let f16 = F16Check {
+            same_confusion: f16_report.confusion == val_report.confusion,
+            largest_probability_change: f16_probs.iter().zip(&after).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
+            report: f16_report,
+        };
+        let epoch = source.card["training"]["checkpoint_epoch"].as_u64().map(|e| e as usize);
+        let train_size = net.metadata.train_size.or_else(|| source.card["training"]["config"]["size"].as_u64().map(|s| s as usize));
+        out.push(Calibrated {
+            origin: Origin::Exported(ExportedSource { file: source.file.clone(), card: source.card.clone() }),
+            train_size,
+            epoch,
+            size_by_validation: vec![(size, val_report.balanced_accuracy)],
+            tau,
+            tau_grid: Vec::new(),
+            log_prior: Vec::new(),
+            temperature,
+            ece_before,
+            ece_after,
+            val_probabilities: after,
+            val: val_report,
+            f16,
+            net,
+        });
+    }
+    Ok(out)
 }
 
 /// Every way to split `steps` tenths among `k` members.
@@ -358,10 +484,15 @@ fn member_name(index: usize, net: &FoldedNetwork) -> String {
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     // Members and the split they share.
     let mut sources = vec![MemberSource::locate(&args.run, args.checkpoint.as_deref())?];
-    for other in &args.ensemble_with {
-        sources.push(MemberSource::locate(other, None)?);
-    }
     let split = sources[0].run.read_split()?;
+    let mut exported = Vec::new();
+    for other in &args.ensemble_with {
+        if other.is_file() && !other.parent().unwrap_or(Path::new(".")).join("config.json").is_file() {
+            exported.push(ExportedSource::open(other, &split)?);
+        } else {
+            sources.push(MemberSource::locate(other, None)?);
+        }
+    }
     for s in &sources[1..] {
         let other = s.run.read_split()?;
         let same = |a: &[String], b: &[String]| a.iter().collect::<HashSet<_>>() == b.iter().collect::<HashSet<_>>();
@@ -381,6 +512,9 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let mut members = Vec::new();
     for (i, source) in sources.into_iter().enumerate() {
         members.push(calibrate(format!("m{}", i + 1), source, &args, &val_records, &roots, &classes)?);
+    }
+    for source in exported {
+        members.extend(take_exported(source, &val_records, &roots, &classes)?);
     }
     let (weights, weight_grid) = choose_weights(&args.weights, &members, &labels, &classes)?;
     if members.len() > 1 {
@@ -467,15 +601,17 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     }
 
     // Figures and the card.
-    // The first shipped member speaks for the model where the card has one value (curves, τ, temperature).
-    let first = &members[shipped[0].0];
+    // The --run member speaks for the model where the card has one value (config, curves, τ,
+    // temperature); it is always trained here.
+    let first = &members[0];
+    let Origin::Run(first_source) = &first.origin else { bail!("the first member is not a training run") };
     let stem = args.out.with_extension("");
     let confusion_png = PathBuf::from(format!("{}.test-confusion.png", stem.display()));
     let title = format!("lesion-grouped test split ({} images) — balanced accuracy {:.3}", test_eval.images, test_eval.metrics.balanced_accuracy);
     crate::plots::confusion_matrix(&test_eval.metrics.confusion, &classes, &title, &confusion_png)?;
-    crate::plots::training_curves(&first.source.state.history, &first.source.run.dir)?;
+    crate::plots::training_curves(&first_source.state.history, &first_source.run.dir)?;
     let curves_png = PathBuf::from(format!("{}.training-curves.png", stem.display()));
-    std::fs::copy(first.source.run.dir.join("curves.png"), &curves_png).with_context(|| format!("{}: cannot write", curves_png.display()))?;
+    std::fs::copy(first_source.run.dir.join("curves.png"), &curves_png).with_context(|| format!("{}: cannot write", curves_png.display()))?;
 
     let name_of = |p: &Path| p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let interval = |e: &Evaluation| e.confidence_intervals.as_ref().map(|c| json!({"low": c.balanced_accuracy.low, "high": c.balanced_accuracy.high}));
@@ -488,18 +624,19 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
                 "name": place.map(|p| file.members[p].name.clone()),
                 "shipped": place.is_some(),
                 "weight": weights[i],
-                "checkpoint": m.source.checkpoint.display().to_string(),
-                "run": m.source.run.dir.display().to_string(),
+                "checkpoint": m.origin.path().display().to_string(),
+                "run": m.origin.run_dir().map(|d| d.display().to_string()),
+                "as_exported": matches!(m.origin, Origin::Exported(_)),
                 "architecture": m.net.config.name,
-                "train_size": m.source.config.size,
+                "train_size": m.train_size,
                 "input_size": m.net.config.input_size,
                 "validation_balanced_accuracy_by_size": m.size_by_validation.iter().map(|(s, b)| json!({"size": s, "balanced_accuracy": b})).collect::<Vec<_>>(),
                 "colour_constancy": m.net.metadata.colour_constancy.as_string(),
                 "decision_rule_tau": m.tau,
                 "temperature": m.temperature,
                 "checkpoint_epoch": m.epoch,
-                "epochs_run": m.source.state.history.len(),
-                "training_minutes": m.source.state.elapsed_s / 60.0,
+                "epochs_run": m.origin.epochs_run(),
+                "training_minutes": m.origin.training_minutes(),
                 "validation": {"images": m.val.images, "balanced_accuracy": m.val.balanced_accuracy, "macro_auc": m.val.macro_auc, "ece_before": m.ece_before, "ece_after": m.ece_after, "note": "one pass per image, after the decision rule and temperature"},
                 "test": place.map(|p| json!({
                     "balanced_accuracy": member_tests[p].metrics.balanced_accuracy,
@@ -573,15 +710,15 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
                 "fractions": {"train": 1.0 - split.plan.val_fraction - split.plan.test_fraction, "val": split.plan.val_fraction, "test": split.plan.test_fraction},
                 "fold": split.plan.fold,
                 "images": {"train": split.train.len(), "val": split.val.len(), "test": split.test.len()},
-                "first_image_per_lesion_only": first.source.config.data.first_image_per_lesion,
+                "first_image_per_lesion_only": first_source.config.data.first_image_per_lesion,
             },
-            "config": first.source.config,
+            "config": first_source.config,
             "checkpoint_epoch": first.epoch,
-            "epochs_run": first.source.state.history.len(),
-            "best_epoch": first.source.state.best_epoch,
-            "history": first.source.state.history,
-            "wall_time_minutes": members.iter().map(|m| m.source.state.elapsed_s).sum::<f64>() / 60.0,
-            "throughput_images_per_second": {"per_epoch": first.source.state.history.iter().map(|r| r.images_per_second).collect::<Vec<_>>()},
+            "epochs_run": first_source.state.history.len(),
+            "best_epoch": first_source.state.best_epoch,
+            "history": first_source.state.history,
+            "wall_time_minutes": members.iter().filter_map(|m| m.origin.training_minutes()).sum::<f64>(),
+            "throughput_images_per_second": {"per_epoch": first_source.state.history.iter().map(|r| r.images_per_second).collect::<Vec<_>>()},
             "hardware": hardware(),
             "software": "skinlens train (Rust, candle 0.11 CPU; hand-written backward pass)",
             "note": if is_ensemble { "config, history and curves are the first member's; see members for each one's epochs and minutes" } else { "" },

@@ -220,3 +220,59 @@ fn an_export_with_two_members_writes_both_and_lists_each_on_the_card() {
     let text = skinlens(&["predict", "--json", "--model", model.to_str().unwrap(), image.to_str().unwrap()]);
     assert!(text.contains("\"probabilities\""), "{text}");
 }
+
+#[test]
+fn an_exported_model_joins_an_ensemble_as_it_was_exported() {
+    let Some(run) = learned_run() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
+    let out = scratch("export-exported");
+    std::fs::create_dir_all(&out).unwrap();
+    // An earlier release: one network at 80 px, its decision rule and temperature fixed at its export.
+    let earlier = out.join("earlier.safetensors");
+    skinlens(&[
+        "export", "--run", run.to_str().unwrap(), "--checkpoint", run.join("last.safetensors").to_str().unwrap(), "--size", "80",
+        "--out", earlier.to_str().unwrap(), "--card", out.join("earlier.card.json").to_str().unwrap(), "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
+    ]);
+    let model = out.join("model.safetensors");
+    skinlens(&[
+        "export", "--run", run.to_str().unwrap(), "--ensemble-with", earlier.to_str().unwrap(), "--weights", "0.7,0.3",
+        "--out", model.to_str().unwrap(), "--card", out.join("model.card.json").to_str().unwrap(), "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
+    ]);
+    let card = json(&out.join("model.card.json"));
+    let members = card["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    assert_eq!(members[1]["as_exported"], true, "{}", members[1]);
+    assert!(members[1]["run"].is_null());
+    let earlier_card = json(&out.join("earlier.card.json"));
+    assert_eq!(members[1]["temperature"].as_f64().unwrap() as f32, earlier_card["calibration"]["temperature"].as_f64().unwrap() as f32);
+    // The second member is the earlier file's network, tensor for tensor, at its size.
+    let read = |p: &Path| skinlens_core::ModelFile::from_safetensors(&std::fs::read(p).unwrap()).unwrap();
+    let (before, after) = (read(&earlier), read(&model));
+    let (was, now) = (&before.members[0].network, &after.members[1].network);
+    assert_eq!(now.config.input_size, 80);
+    assert_eq!(now.metadata.temperature, was.metadata.temperature);
+    assert_eq!(now.fc_bias.to_vec1::<f32>().unwrap(), was.fc_bias.to_vec1::<f32>().unwrap());
+    assert_eq!(now.head.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap(), was.head.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert!((after.members[0].weight - 0.7).abs() < 1e-6 && (after.members[1].weight - 0.3).abs() < 1e-6);
+
+    // A card from another split is refused, naming the file.
+    let mut other = earlier_card.clone();
+    other["training"]["split"]["seed"] = 99.into();
+    let stray = out.join("stray.safetensors");
+    std::fs::copy(&earlier, &stray).unwrap();
+    std::fs::write(out.join("stray.card.json"), other.to_string()).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_skinlens"))
+        .args(["export", "--run", run.to_str().unwrap(), "--ensemble-with", stray.to_str().unwrap(), "--out", out.join("no.safetensors").to_str().unwrap(), "--card", out.join("no.card.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains("stray.safetensors") && text.contains("split"), "{text}");
+    assert!(!out.join("no.safetensors").exists(), "nothing written on a refusal");
+    // Without its card, too.
+    std::fs::remove_file(out.join("stray.card.json")).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_skinlens"))
+        .args(["export", "--run", run.to_str().unwrap(), "--ensemble-with", stray.to_str().unwrap(), "--out", out.join("no.safetensors").to_str().unwrap(), "--card", out.join("no.card.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains("stray.card.json"), "{text}");
+}
