@@ -1,6 +1,6 @@
 //! The model a command runs — one file (one network or several members) or several files
-//! weighted on the command line — as one core `Classifier`, shared by `predict`, `evaluate` and
-//! `export`. Members, views and their combination are the core's (as on the page).
+//! weighted on the command line — as one core `Classifier`, shared by `predict` and `evaluate`.
+//! Members, views and their combination are the core's (as on the page).
 
 use std::path::PathBuf;
 

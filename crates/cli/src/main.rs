@@ -1,14 +1,14 @@
 //! `skinlens`: classify dermoscopy images, and train, evaluate and export the model behind it.
+//!
+//! The command line only: each command parses its arguments here, prints, and calls the core
+//! (`skinlens_core`) or the trainer (`skinlens_train`).
 
-mod data;
 mod ensemble;
 mod evaluate;
 mod export;
 mod fit_familiarity;
 mod inputs;
-mod metrics;
 mod model_file;
-mod plots;
 mod predict;
 mod train;
 mod version;

@@ -51,7 +51,7 @@ struct Sinks {
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
     // Every image allocates and frees the same activation buffers; keeping them mapped saves
     // the page faults and zeroing of a fresh mmap per layer.
-    crate::train::allocator::keep_freed_memory();
+    skinlens_train::train::allocator::keep_freed_memory();
     let ensemble = Ensemble::load(&args.models, args.tta)?;
     if ensemble.untrained {
         eprintln!("warning: this model's classification head is UNTRAINED (demo only): its probabilities mean nothing");

@@ -13,6 +13,6 @@ pub static VERSION_TEXT: LazyLock<String> = LazyLock::new(|| {
         .ok()
         .and_then(|card| card.get("version").and_then(|v| v.as_str()).map(str::to_owned))
         .unwrap_or_else(|| "unknown (the card has no version)".into());
-    let cuda = crate::train::device::cuda_build().map(|c| format!("; {c}")).unwrap_or_default();
+    let cuda = skinlens_train::train::device::cuda_build().map(|c| format!("; {c}")).unwrap_or_default();
     format!("{} (built-in model {model}{cuda})", env!("CARGO_PKG_VERSION"))
 });

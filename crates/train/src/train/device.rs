@@ -8,7 +8,9 @@
 use anyhow::Result;
 use candle_core::Device;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// `--device` (a `clap::ValueEnum` with the `clap` feature).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DeviceKind {
     #[default]
     Cpu,

@@ -1,4 +1,5 @@
-//! `skinlens train`: fine-tune EfficientNet-Lite on HAM10000 (or an ISIC 2018 ground truth).
+//! The trainer behind `skinlens train`: fine-tune EfficientNet-Lite on HAM10000 (or an ISIC 2018
+//! ground truth).
 //!
 //! A run lives in one folder (`--out`): its configuration, the lesion-grouped split it drew,
 //! checkpoints (`last.*` every epoch and every `--checkpoint-minutes`, `best.safetensors` at the
@@ -6,7 +7,7 @@
 //! from `last.*` and continues exactly as an uninterrupted run would (every random draw is keyed
 //! by seed, epoch and batch, not by how many draws came before).
 
-pub(crate) mod allocator;
+pub mod allocator;
 pub mod backprop;
 #[cfg(test)]
 mod backprop_test;
@@ -22,167 +23,35 @@ pub mod run_state;
 pub mod validate;
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use skinlens_core::labels::HAM10000_CLASSES;
 use skinlens_core::ModelConfig;
 
-use crate::data::augment::{augment, AugmentConfig};
+use crate::data::augment::augment;
 use crate::data::batch::{rows_per_image, stem_columns};
-use crate::data::dataset::DataArgs;
 use crate::data::images::preload;
-use crate::data::mix::{mix_batch, MixConfig, Mixing};
+use crate::data::mix::{mix_batch, Mixing};
 use crate::data::records::{class_counts, Skips};
 use crate::data::sampler::epoch_order;
-use crate::data::split::{split, Split, SplitPlan};
+use crate::data::split::{split, Split};
 use crate::metrics::classification::evaluate;
 use ema::Ema;
 use loss::{inverse_frequency_weights, LossConfig};
 use device::{DeviceKind, StepPath};
 use network::TrainableNetwork;
-use optimizer::{learning_rate, AdamW, AdamWConfig};
+use optimizer::{learning_rate, AdamW};
 use run_state::{EpochRecord, RunFiles, RunState, TrainConfig};
 use validate::EvalSet;
 
 /// Largest square side kept in memory per image (the 224 crops stay as they are).
 pub const STORE_SIDE: u32 = 224;
-
-#[derive(clap::Args, Debug)]
-pub struct TrainArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Run folder: configuration, split, checkpoints, history, plots.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Continue the run in --out from its last checkpoint (its saved configuration wins).
-    #[arg(long)]
-    pub resume: bool,
-    /// ImageNet EfficientNet-Lite weights of --arch, raw keys (e.g. ../shared/reference/effnet_lite0.safetensors).
-    #[arg(long, value_name = "SAFETENSORS")]
-    pub base: Option<PathBuf>,
-    /// Backbone: lite0, lite1 or lite2 (the block tables checked against reference weights).
-    #[arg(long, default_value = "lite0", value_parser = ["lite0", "lite1", "lite2"])]
-    pub arch: String,
-    /// Training (and validation) input size in pixels.
-    #[arg(long, default_value_t = 128)]
-    pub size: usize,
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
-    /// Peak learning rate (AdamW), reached after the warm-up, then cosine to zero.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 1.0)]
-    pub warmup_epochs: f64,
-    #[arg(long, default_value_t = 1e-4)]
-    pub weight_decay: f64,
-    /// The backbone's learning rate as a fraction of the classifier's (1: one rate for all).
-    #[arg(long, default_value_t = 1.0, value_name = "F")]
-    pub backbone_lr_scale: f64,
-    #[arg(long, default_value_t = 0.1)]
-    pub label_smoothing: f32,
-    /// Dropout before the classifier.
-    #[arg(long, default_value_t = 0.2)]
-    pub dropout: f32,
-    /// Oversampling strength: class c is drawn ∝ n_c^(1 − r); 0 natural mix, 1 balanced.
-    #[arg(long, default_value_t = 0.5)]
-    pub over_rate: f64,
-    /// Weight the cross-entropy by inverse class frequency.
-    #[arg(long)]
-    pub class_weighted: bool,
-    /// Focal loss with this γ instead of plain cross-entropy.
-    #[arg(long, value_name = "GAMMA")]
-    pub focal_gamma: Option<f32>,
-    /// Stop after this many epochs without a better validation balanced accuracy.
-    #[arg(long, default_value_t = 6)]
-    pub patience: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 0.16)]
-    pub val_fraction: f64,
-    #[arg(long, default_value_t = 0.20)]
-    pub test_fraction: f64,
-    /// Cross-validation: validate on fold F of --folds (the test part stays fixed).
-    #[arg(long, value_name = "F")]
-    pub fold: Option<usize>,
-    #[arg(long, default_value_t = 5)]
-    pub folds: usize,
-    /// Train only the classifier (the backbone stays at its ImageNet weights).
-    #[arg(long)]
-    pub freeze_backbone: bool,
-    /// Smallest random-resized-crop area (fraction of the square).
-    #[arg(long, default_value_t = 0.5)]
-    pub min_crop_area: f32,
-    /// Saturation jitter: factor drawn from [1 − S, 1 + S] (0: off).
-    #[arg(long, default_value_t = 0.0, value_name = "S")]
-    pub saturation: f32,
-    /// Random erasing: probability of blanking one rectangle (2–25 % of the view) per image.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
-    pub erase_prob: f32,
-    /// Mixup with Beta(α, α) mixing weights (0: off).
-    #[arg(long, default_value_t = 0.0, value_name = "ALPHA")]
-    pub mixup: f32,
-    /// CutMix with Beta(α, α) box shares (0: off); with --mixup too, each batch picks one.
-    #[arg(long, default_value_t = 0.0, value_name = "ALPHA")]
-    pub cutmix: f32,
-    /// Validate, and save as best, a moving average of the weights with this decay (e.g. 0.998).
-    #[arg(long, value_name = "DECAY")]
-    pub ema: Option<f64>,
-    /// Also save `last.*` mid-epoch when this many minutes passed since the last save.
-    #[arg(long, default_value_t = 10.0)]
-    pub checkpoint_minutes: f64,
-    /// Stop (resumably) after this many epochs in this invocation.
-    #[arg(long, value_name = "N")]
-    pub stop_after: Option<usize>,
-    /// Measure training throughput for this many steps (after one warm-up step), then exit.
-    #[arg(long, value_name = "STEPS")]
-    pub bench: Option<usize>,
-    /// Where to train: the CPU, or the first CUDA GPU (a build with the `cuda` feature).
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
-}
-
-impl TrainArgs {
-    fn config(&self) -> TrainConfig {
-        TrainConfig {
-            data: self.data.clone(),
-            size: self.size,
-            batch: self.batch,
-            epochs: self.epochs,
-            lr: self.lr,
-            warmup_epochs: self.warmup_epochs,
-            optimizer: AdamWConfig { weight_decay: self.weight_decay, backbone_lr_scale: self.backbone_lr_scale, ..Default::default() },
-            loss: LossConfig { label_smoothing: self.label_smoothing, class_weights: None, focal_gamma: self.focal_gamma },
-            class_weighted: self.class_weighted,
-            dropout: self.dropout,
-            over_rate: self.over_rate,
-            patience: self.patience,
-            seed: self.seed,
-            split: SplitPlan {
-                seed: self.seed,
-                val_fraction: self.val_fraction,
-                test_fraction: self.test_fraction,
-                fold: self.fold.map(|f| (f, self.folds)),
-            },
-            freeze_backbone: self.freeze_backbone,
-            augment: AugmentConfig { min_crop_area: self.min_crop_area, saturation: self.saturation, erase_probability: self.erase_prob, ..Default::default() },
-            checkpoint_minutes: self.checkpoint_minutes,
-            base: self.base.clone(),
-            arch: format!("efficientnet-{}", self.arch),
-            ema: self.ema,
-            mix: MixConfig { mixup_alpha: self.mixup, cutmix_alpha: self.cutmix },
-        }
-    }
-}
 
 /// A 64-bit mix of several keys (SplitMix64 steps), for per-sample seeds.
 pub fn mix(keys: &[u64]) -> u64 {
@@ -300,20 +169,52 @@ fn batch_step(net: &mut TrainableNetwork, x: &Tensor, labels: &[usize], mixing: 
     })
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+/// One invocation of the trainer (`skinlens train`): which run, on what, for how long.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Run folder: configuration, split, checkpoints, history, plots.
+    pub out: PathBuf,
+    /// Continue the run in `out` from its last checkpoint (its saved configuration wins over `config`).
+    pub resume: bool,
+    /// A new run's configuration.
+    pub config: TrainConfig,
+    pub device: DeviceKind,
+    /// Stop (resumably) after this many epochs in this invocation.
+    pub stop_after: Option<usize>,
+    /// Measure training throughput for this many steps (after one warm-up step), then return.
+    pub bench: Option<usize>,
+}
+
+/// How the training loop shows its progress through an epoch's batches (the command line draws
+/// a progress bar). Everything else the loop reports is a line on stderr.
+pub trait EpochProgress {
+    /// Epoch `epoch` (0-based) of `epochs` starts: `steps` batches, the first `done` of them
+    /// already done (a run resumed mid-epoch).
+    fn start(&mut self, epoch: usize, epochs: usize, steps: usize, done: usize);
+    /// One more batch done, the `done`th of the epoch; `message` holds the running loss, accuracy and
+    /// learning rate, `images_per_second` the rate since this invocation's part of the epoch began.
+    fn batch(&mut self, done: usize, message: &str, images_per_second: f64);
+    /// Run `save` (a mid-epoch checkpoint) with the display out of its way.
+    fn suspend(&mut self, save: &mut dyn FnMut() -> Result<()>) -> Result<()>;
+    /// The epoch's batches are done (validation follows).
+    fn finish(&mut self);
+}
+
+/// Train (or resume, or benchmark) the run of `session`, reporting each epoch's batches to `progress`.
+pub fn run(session: Session, progress: &mut dyn EpochProgress) -> Result<()> {
     allocator::keep_freed_memory();
     // First, so a missing GPU stops the command before any data is read.
-    let device = device::open(args.device)?;
-    let files = RunFiles::new(&args.out);
-    let (config, mut state, resumed_from) = if args.resume {
+    let device = device::open(session.device)?;
+    let files = RunFiles::new(&session.out);
+    let (config, mut state, resumed_from) = if session.resume {
         let config = files.read_config()?;
         let state = files.read_state()?;
         (config, state, true)
     } else {
-        if files.state.exists() && args.bench.is_none() {
-            bail!("{}: a run already exists here; use --resume to continue it or choose another --out", args.out.display());
+        if files.state.exists() && session.bench.is_none() {
+            bail!("{}: a run already exists here; use --resume to continue it or choose another --out", session.out.display());
         }
-        (args.config(), RunState::default(), false)
+        (session.config, RunState::default(), false)
     };
     let started = Instant::now();
     eprintln!("loading images…");
@@ -360,10 +261,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let tensors = candle_core::safetensors::load(&files.last_optimizer, &Device::Cpu).with_context(|| format!("{}: cannot read the optimiser state", files.last_optimizer.display()))?;
         optimizer.load_state(&tensors, state.step)?;
         eprintln!("resuming at epoch {} batch {} (step {})", state.epoch + 1, state.batch, state.step);
-    } else if args.bench.is_none() {
+    } else if session.bench.is_none() {
         files.create(&config, &prepared.split, &prepared.skips)?;
     } else {
-        std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the run folder", args.out.display()))?;
+        std::fs::create_dir_all(&session.out).with_context(|| format!("{}: cannot create the run folder", session.out.display()))?;
     }
     files.check_split(&prepared.split).ok();
 
@@ -372,22 +273,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let total_steps = (steps_per_epoch * config.epochs) as u64;
     let warmup_steps = ((config.warmup_epochs * steps_per_epoch as f64) as u64).max(1);
 
-    if let Some(steps) = args.bench {
+    if let Some(steps) = session.bench {
         return bench(&mut net, &prepared, &config, &mut optimizer, steps, &device);
     }
 
-    let interactive = std::io::stderr().is_terminal();
     let mut last_save = Instant::now();
     let mut epochs_this_session = 0;
     while state.epoch < config.epochs && !state.stopped_early {
         let epoch = state.epoch;
         let epoch_started = Instant::now();
         let order = epoch_order(&prepared.train_labels, k, config.over_rate, config.seed, epoch);
-        let bar = ProgressBar::new(steps_per_epoch as u64).with_style(
-            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} batches  {per_sec}  ETA {eta}  {msg}").expect("valid template"),
-        );
-        bar.set_prefix(format!("{}/{}", epoch + 1, config.epochs));
-        bar.set_position(state.batch as u64);
+        progress.start(epoch, config.epochs, steps_per_epoch, state.batch);
         let first_batch = state.batch;
         for b in first_batch..steps_per_epoch {
             let indices = &order[b * config.batch..(b + 1) * config.batch];
@@ -406,19 +302,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
             state.partial.seen += indices.len();
             state.batch = b + 1;
             let message = format!("loss {:.3} acc {:.3} lr {:.2e}", state.partial.loss_sum / state.partial.seen as f64, state.partial.correct as f64 / state.partial.seen as f64, lr);
-            bar.set_message(message.clone());
-            bar.inc(1);
-            if !interactive && (b + 1) % 25 == 0 {
-                let rate = (b + 1 - first_batch) as f64 * config.batch as f64 / epoch_started.elapsed().as_secs_f64();
-                eprintln!("epoch {}/{} batch {}/{} {message} {rate:.1} img/s", epoch + 1, config.epochs, b + 1, steps_per_epoch);
-            }
+            let rate = (b + 1 - first_batch) as f64 * config.batch as f64 / epoch_started.elapsed().as_secs_f64();
+            progress.batch(b + 1, &message, rate);
             if last_save.elapsed().as_secs_f64() > config.checkpoint_minutes * 60.0 && b + 1 < steps_per_epoch {
                 state.elapsed_s += last_save.elapsed().as_secs_f64();
                 last_save = Instant::now();
-                bar.suspend(|| files.save_last(&net, &optimizer, ema.as_ref(), &state, config.size))?;
+                progress.suspend(&mut || files.save_last(&net, &optimizer, ema.as_ref(), &state, config.size))?;
             }
         }
-        bar.finish_and_clear();
+        progress.finish();
         let train_seconds = epoch_started.elapsed().as_secs_f64();
         // Validation through the folded network (the weights' average with --ema): exactly what
         // export ships.
@@ -468,7 +360,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             eprintln!("warning: could not draw the training curves: {e:#}");
         }
         epochs_this_session += 1;
-        if args.stop_after.is_some_and(|n| epochs_this_session >= n) {
+        if session.stop_after.is_some_and(|n| epochs_this_session >= n) {
             break;
         }
     }

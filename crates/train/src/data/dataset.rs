@@ -1,4 +1,5 @@
-//! Where labelled images come from, as command-line options shared by `train` and `evaluate`.
+//! Where labelled images come from, as command-line options shared by `train`, `evaluate` and
+//! `fit-familiarity`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,36 +10,40 @@ use skinlens_core::preprocess::ColourConstancy;
 
 use super::records::{first_image_per_lesion, read_ham_metadata, read_isic_ground_truth, Record, Skips};
 
-#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// On the command line (the `clap` feature) the options of `train`, `evaluate` and `fit-familiarity`;
+/// saved in a run's `config.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct DataArgs {
     /// HAM10000 folder: HAM10000_metadata.csv plus images (images_224/, images_200x150/, or the
     /// images themselves, e.g. the official HAM10000_images_part_1/2 given with --images).
-    #[arg(long, value_name = "DIR")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
     pub data: Option<PathBuf>,
     /// Metadata CSV (lesion_id,image_id,dx,…). Default: DATA/HAM10000_metadata.csv.
-    #[arg(long, value_name = "CSV")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "CSV"))]
     pub metadata: Option<PathBuf>,
     /// ISIC 2018 Task 3 one-hot ground truth (image,MEL,NV,…) instead of the metadata; with
     /// --metadata as well, lesion ids come from the metadata.
-    #[arg(long, value_name = "CSV")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "CSV"))]
     pub ground_truth: Option<PathBuf>,
     /// More image folders (searched after DATA; images_224/ anywhere is preferred).
-    #[arg(long = "images", value_name = "DIR")]
+    #[cfg_attr(feature = "clap", arg(long = "images", value_name = "DIR"))]
     pub image_dirs: Vec<PathBuf>,
     /// Keep only the first image of each lesion (the origin write-up's choice).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub first_image_per_lesion: bool,
     /// Use at most this many lesions per class (seeded choice): small runs and tests.
-    #[arg(long, value_name = "N")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub max_lesions_per_class: Option<usize>,
     /// Colour constancy applied to every image's centre square as it is loaded (training):
     /// `none` or `shades_of_gray:6`. `skinlens export` declares it in the model file, so every
     /// front end applies it too.
-    #[arg(long, default_value = "none", value_parser = parse_colour_constancy)]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "none", value_parser = parse_colour_constancy))]
     #[serde(default = "no_colour_constancy")]
     pub colour_constancy: String,
 }
 
+#[cfg(feature = "clap")]
 fn parse_colour_constancy(value: &str) -> Result<String, String> {
     ColourConstancy::parse(value).map(|_| value.to_string()).ok_or_else(|| format!("`{value}`: none or shades_of_gray:P (P in 1–8)"))
 }
