@@ -22,6 +22,9 @@ use safetensors::SafeTensors;
 
 use crate::{Error, Result};
 
+/// Named tensors and metadata entries, as a model file stores them.
+pub type ModelFileEntries = (Vec<(String, Tensor)>, HashMap<String, String>);
+
 /// Tensor and metadata names inside the model file.
 pub mod keys {
     /// `[d]` mean of the training features.
@@ -106,14 +109,16 @@ impl FamiliarityCheck {
             threshold: number(keys::THRESHOLD)?,
             summary: metadata.get(keys::SUMMARY).cloned().unwrap_or_default(),
         };
-        if check.residual_variance <= 0.0 || check.variances.iter().any(|v| !(*v > 0.0)) {
+        // NaN and infinity are refused too.
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        if !positive(check.residual_variance) || !check.variances.iter().all(|&v| positive(v)) {
             return Err(Error::Weights("familiarity check: variances must be positive".into()));
         }
         Ok(Some(check))
     }
 
     /// The tensors and metadata entries to store in a model file.
-    pub fn to_entries(&self) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+    pub fn to_entries(&self) -> Result<ModelFileEntries> {
         let (k, d) = (self.components(), self.dim());
         let tensors = vec![
             (keys::MEAN.to_string(), Tensor::from_slice(&self.mean, d, &Device::Cpu)?),

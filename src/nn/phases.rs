@@ -89,7 +89,7 @@ impl PhaseLayout {
                 // pass the compiler vectorises.
                 let (even, odd) = group.split_at_mut(phase_len);
                 let (first, second) = if left % 2 == 0 { (even, odd) } else { (odd, even) };
-                let (c0, c1, pairs) = (j * pitch + left / 2, j * pitch + (left + 1) / 2, w / 2);
+                let (c0, c1, pairs) = (j * pitch + left / 2, j * pitch + left.div_ceil(2), w / 2);
                 let targets = first[c0..c0 + pairs].iter_mut().zip(&mut second[c1..c1 + pairs]);
                 for ((a, b), pair) in targets.zip(source.chunks_exact(2)) {
                     *a = pair[0];

@@ -120,7 +120,7 @@ impl ExportedSource {
 /// Where a member comes from.
 enum Origin {
     /// A training run's checkpoint, calibrated by this export.
-    Run(MemberSource),
+    Run(Box<MemberSource>),
     /// A network of an exported model file, as it was exported.
     Exported(ExportedSource),
 }
@@ -343,7 +343,7 @@ fn calibrate(name: String, source: MemberSource, options: &ExportOptions, val_re
         "{name}: f16 vs f32 on validation: same confusion matrix {}, balanced accuracy {:.4} vs {:.4}, largest probability change {:.2e}",
         f16.same_confusion, f16.report.balanced_accuracy, val.balanced_accuracy, f16.largest_probability_change
     );
-    Ok(Calibrated { origin: Origin::Run(source), train_size: Some(train_size), net, epoch, size_by_validation: by_size, tau, tau_grid, log_prior, temperature, ece_before, ece_after, val_probabilities: after, val, f16 })
+    Ok(Calibrated { origin: Origin::Run(Box::new(source)), train_size: Some(train_size), net, epoch, size_by_validation: by_size, tau, tau_grid, log_prior, temperature, ece_before, ece_after, val_probabilities: after, val, f16 })
 }
 
 /// The networks of an exported model file, as exported: scored on validation at their declared
