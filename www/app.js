@@ -460,6 +460,7 @@ function start() {
       untrained: description.untrained,
       inputSize: description.inputSize,
       familiarity: description.familiarity ?? null,
+      wasmSimd: description.wasmSimd ?? null,
       kiosk,
       card,
     };
