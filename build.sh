@@ -47,28 +47,44 @@ step "Compile crates/web for wasm32 + SIMD128 (release)"
 [[ -z ${RUSTFLAGS:-} ]] || die "unset RUSTFLAGS: it replaces the simd128/getrandom flags of .cargo/config.toml"
 cargo build --release -p skinlens-web --target wasm32-unknown-unknown
 
+# --- Second module: SIMD128 + relaxed SIMD (f32x4.relaxed_madd in the pointwise and depthwise
+# kernels). The page loads it where WebAssembly.validate accepts a relaxed-SIMD opcode
+# (www/backends/cpu.js), else the plain module above. `--config` adds to the flags of
+# .cargo/config.toml (a RUSTFLAGS variable would replace them); its own target dir keeps the
+# two builds from invalidating each other.
+step "Compile crates/web for wasm32 + SIMD128 + relaxed SIMD (release)"
+cargo build --release -p skinlens-web --target wasm32-unknown-unknown --target-dir target/wasm-relaxed \
+  --config 'target.wasm32-unknown-unknown.rustflags = ["-C", "target-feature=+relaxed-simd"]'
+
 step "Bindings and size/speed optimisation"
-compiled=target/wasm32-unknown-unknown/release/skinlens_web.wasm
-# wasm-opt takes a minute here: redo bindings and optimisation only when the compiled module changed.
-fingerprint="$(sha256sum "$compiled" | cut -d' ' -f1) wasm-bindgen $bindgen_version"
-if [[ -f www/pkg/.fingerprint && "$(cat www/pkg/.fingerprint)" == "$fingerprint" ]]; then
-  echo "www/pkg is up to date"
-else
-  rm -rf www/pkg
-  "$WASM_BINDGEN" --target web --no-typescript --out-dir www/pkg "$compiled"
+# bind COMPILED OUT_DIR [extra wasm-opt features]: wasm-bindgen, then wasm-opt -O3.
+bind() {
+  local compiled=$1 out=$2
+  shift 2
+  # wasm-opt takes a minute here: redo bindings and optimisation only when the compiled module changed.
+  local fingerprint
+  fingerprint="$(sha256sum "$compiled" | cut -d' ' -f1) wasm-bindgen $bindgen_version $*"
+  if [[ -f $out/.fingerprint && "$(cat "$out/.fingerprint")" == "$fingerprint" ]]; then
+    echo "$out is up to date"
+    return
+  fi
+  rm -rf "$out"
+  "$WASM_BINDGEN" --target web --no-typescript --out-dir "$out" "$compiled"
   # The features rustc enables for wasm32 by default, plus SIMD; every browser with wasm SIMD has them all.
-  crates/web/node_modules/.bin/wasm-opt -O3 \
+  crates/web/node_modules/.bin/wasm-opt -O3 "$@" \
     --enable-simd --enable-bulk-memory --enable-bulk-memory-opt --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    www/pkg/skinlens_web_bg.wasm -o www/pkg/skinlens_web_bg.wasm
-  echo "$fingerprint" > www/pkg/.fingerprint
-fi
+    "$out/skinlens_web_bg.wasm" -o "$out/skinlens_web_bg.wasm"
+  echo "$fingerprint" > "$out/.fingerprint"
+}
+bind target/wasm32-unknown-unknown/release/skinlens_web.wasm www/pkg
+bind target/wasm-relaxed/wasm32-unknown-unknown/release/skinlens_web.wasm www/pkg-relaxed --enable-relaxed-simd
 
 step "Assemble dist/"
 rm -rf dist
 mkdir -p dist/models
 cp -R www/. dist/
-rm -f dist/pkg/.fingerprint
+rm -f dist/pkg/.fingerprint dist/pkg-relaxed/.fingerprint
 cp "$model" dist/models/skinlens.safetensors
 if [[ -f $card ]]; then
   cp "$card" dist/models/skinlens.card.json

@@ -460,6 +460,7 @@ function start() {
       untrained: description.untrained,
       inputSize: description.inputSize,
       familiarity: description.familiarity ?? null,
+      wasmSimd: description.wasmSimd ?? null,
       kiosk,
       card,
     };
@@ -500,7 +501,10 @@ function start() {
     /** Whether a new build is installed and waiting for a reload. */
     updateReady: () => waitingWorker !== null,
   };
-  registerServiceWorker();
+  // Only once the engine is up (or has failed): the service worker's install downloads the
+  // whole site again (engine builds and model, bypassing the HTTP cache), which must not compete
+  // with the first visit's own downloads and compile.
+  ready.catch(() => {}).then(registerServiceWorker);
 }
 
 start();

@@ -30,6 +30,13 @@ export function workerCountFromQuery(search) {
   return Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 16));
 }
 
+/** The wasm build the CPU engine uses: `?simd=plain` forces the SIMD128-only module,
+ *  `?simd=relaxed` the relaxed-SIMD one; by default (`auto`) the worker picks by feature detection. */
+export function simdFromQuery(search) {
+  const asked = new URLSearchParams(search).get('simd');
+  return asked === 'plain' || asked === 'relaxed' ? asked : 'auto';
+}
+
 export class Engine {
   /**
    * @param {object} options
@@ -37,9 +44,11 @@ export class Engine {
    * @param {string|URL} options.modelUrl safetensors model
    * @param {(loaded: number, total: number) => void} [options.onProgress]
    * @param {number} [options.workers]    engine workers; more than one only helps the CPU engine
+   * @param {string} [options.simd]       the CPU engine's wasm build: 'auto', 'plain' or 'relaxed'
    */
-  constructor({ backend, modelUrl, onProgress = () => {}, workers = workerCountFromQuery(location.search) }) {
+  constructor({ backend, modelUrl, onProgress = () => {}, workers = workerCountFromQuery(location.search), simd = simdFromQuery(location.search) }) {
     this.backend = backend;
+    this.simd = simd;
     this.modelUrl = new URL(modelUrl, document.baseURI).href;
     this.onProgress = onProgress;
     this.workerCount = workers;
@@ -60,7 +69,7 @@ export class Engine {
     this.lead = new EngineWorker({ onProgress: this.onProgress, onFatal });
     this.helpers = [];
     const share = this.workerCount > 1;
-    const loaded = this.lead.load({ backend: this.backend, modelUrl: this.modelUrl, share });
+    const loaded = this.lead.load({ backend: this.backend, modelUrl: this.modelUrl, share, simd: this.simd });
     return loaded.then((ready) => {
       this.passCount = ready.passCount ?? 1;
       this.pooled = Boolean(ready.pooled);
@@ -75,7 +84,7 @@ export class Engine {
     for (let i = 0; i < wanted; i++) {
       const helper = new EngineWorker({ onFatal });
       // Each helper gets its own copy (structured clone); the lead's copy stays with the page.
-      helper.load({ backend: 'cpu', modelBytes }).then(
+      helper.load({ backend: 'cpu', modelBytes, simd: this.simd }).then(
         () => {
           if (generation === this.generation) this.helpers.push(helper);
         },

@@ -1,8 +1,9 @@
 // The engine's home: a module Web Worker, so decoding and inference never block the page.
 //
 // Protocol (all messages are plain objects):
-//   in:  {type: 'load', backend, modelUrl, share} → progress*, then ready | failed
-//        {type: 'load', backend, modelBytes}      the same, from bytes another worker fetched
+//   in:  {type: 'load', backend, modelUrl, share, simd} → progress*, then ready | failed
+//        {type: 'load', backend, modelBytes, simd} the same, from bytes another worker fetched
+//                                                 simd: which wasm build ('auto', 'plain', 'relaxed')
 //        {type: 'classify', id, image: Blob}      → result | error   (in the order received)
 //   out: {type: 'progress', loaded, total}        model download (total = 0 when unknown)
 //        {type: 'ready', description, timings, passCount, pooled, modelBytes?}
@@ -62,19 +63,20 @@ self.onmessage = (event) => {
   }
 };
 
-async function load({ backend: backendId, modelUrl, modelBytes: givenBytes, share }) {
+async function load({ backend: backendId, modelUrl, modelBytes: givenBytes, share, simd }) {
   const t0 = performance.now();
+  const timings = {};
+  const since = (start) => performance.now() - start;
+  // Compiling the engine and downloading the model don't depend on each other: overlap them,
+  // the download starting first (before the backend's module is even loaded).
+  const fetched = givenBytes ? Promise.resolve(new Uint8Array(givenBytes)) : download(modelUrl);
+  fetched.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
   const backend = await import(`./backends/${backendId}.js`);
   const support = await backend.checkSupport();
   if (!support.ok) throw new Error(support.reason);
-  // Compiling the engine and downloading the model don't depend on each other: overlap them.
-  const timings = {};
-  const since = (start) => performance.now() - start;
-  const tStart = performance.now();
-  const fetched = givenBytes ? Promise.resolve(new Uint8Array(givenBytes)) : download(modelUrl);
   const [, modelBytes] = await Promise.all([
-    backend.initialise().then(() => { timings.engine_init_ms = since(tStart); }),
-    fetched.then((bytes) => { timings.model_download_ms = since(tStart); return bytes; }),
+    backend.initialise({ simd }).then(() => { timings.engine_init_ms = since(t0); }),
+    fetched.then((bytes) => { timings.model_download_ms = since(t0); return bytes; }),
   ]);
   const tCreate = performance.now();
   const engine = await backend.create(modelBytes);
@@ -99,7 +101,7 @@ async function cpuEngineFor(engine, description, modelBytes) {
   if (engine.beginAnalysis) return engine;
   if (description.backend !== 'cpu') return null; // a GPU engine: one worker drives the GPU
   // `auto` without a usable GPU: the answers are the CPU engine's either way.
-  const cpu = await import('./backends/cpu.js');
+  const cpu = await import('./backends/cpu.js'); // already initialised by the backend
   return cpu.create(modelBytes);
 }
 
@@ -176,22 +178,32 @@ async function download(url) {
   if (!response.ok) throw new Error(`the model could not be downloaded (${url}: HTTP ${response.status})`);
   const total = Number(response.headers.get('content-length')) || 0;
   const reader = response.body.getReader();
+  // With a length (no content encoding), the chunks go straight into one buffer of that size;
+  // otherwise they are kept and joined at the end.
+  let bytes = total > 0 && !response.headers.get('content-encoding') ? new Uint8Array(total) : null;
   const chunks = [];
   let loaded = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
+    if (bytes && loaded + value.byteLength <= bytes.length) {
+      bytes.set(value, loaded);
+    } else {
+      if (bytes) chunks.push(bytes.subarray(0, loaded)); // longer than announced
+      bytes = null;
+      chunks.push(value);
+    }
     loaded += value.byteLength;
     self.postMessage({ type: 'progress', loaded, total });
   }
-  const bytes = new Uint8Array(loaded);
+  if (bytes) return loaded === bytes.length ? bytes : bytes.subarray(0, loaded);
+  const joined = new Uint8Array(loaded);
   let offset = 0;
   for (const chunk of chunks) {
-    bytes.set(chunk, offset);
+    joined.set(chunk, offset);
     offset += chunk.byteLength;
   }
-  return bytes;
+  return joined;
 }
 
 function messageOf(error) {

@@ -11,7 +11,7 @@
 //      one per core), SITE (folder to serve, default dist/), IMAGE.
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -27,6 +27,7 @@ const BACKEND = process.env.BACKEND ?? 'cpu';
 const WORKERS = process.env.WORKERS ?? '';
 const SITE = process.env.SITE ?? DIST;
 const PEER_VARIANTS = process.env.PEER_VARIANTS ?? 'wasm-1t';
+const COMPARE_PLAIN = process.env.PLAIN === '1';
 const IMAGE = process.env.IMAGE ?? join(REPO, '../shared/data/ham10000/fullres_600x450/ISIC_0024306.jpg');
 
 const median = (xs) => {
@@ -41,7 +42,8 @@ function sizes() {
     const bytes = readFileSync(join(SITE, path));
     return { path, raw: statSync(join(SITE, path)).size, gzip: gzipSync(bytes, { level: 9 }).length };
   };
-  return [entry('pkg/skinlens_web_bg.wasm'), entry('pkg/skinlens_web.js'), entry('models/skinlens.safetensors')];
+  const wasm = ['pkg/skinlens_web_bg.wasm', 'pkg-relaxed/skinlens_web_bg.wasm'].filter((path) => existsSync(join(SITE, path)));
+  return [...wasm.map(entry), entry('pkg/skinlens_web.js'), entry('models/skinlens.safetensors')];
 }
 
 /** Fresh browser and profile each time, so nothing is cached: what a first visit costs. */
@@ -50,7 +52,7 @@ async function coldStart(url) {
   try {
     const t0 = Date.now();
     const ready = await openPage(browser.page, url);
-    return { wallMs: Date.now() - t0, pageMs: ready.coldStartMs, backend: ready.backend, backendLabel: ready.backendLabel, loadTimings: ready.loadTimings, untrained: ready.untrained };
+    return { wallMs: Date.now() - t0, pageMs: ready.coldStartMs, backend: ready.backend, backendLabel: ready.backendLabel, wasmSimd: ready.wasmSimd, loadTimings: ready.loadTimings, untrained: ready.untrained };
   } finally {
     await browser.close();
   }
@@ -131,11 +133,13 @@ try {
   for (let round_ = 0; round_ < ROUNDS; round_++) {
     const entry = { loadavgAtStart: loadavg().map((x) => round(x, 2)) };
     entry.ours = await measureOurs(pageUrl);
+    if (COMPARE_PLAIN) entry.oursPlain = await measureOurs(`${pageUrl}&simd=plain`);
     if (RUN_PEER) entry.peer = runPeer();
     entry.loadavgAtEnd = loadavg().map((x) => round(x, 2));
     report.rounds.push(entry);
     const peer = entry.peer?.ok ? `; peer warm median ${round(entry.peer.warmMedianMs, 2)} min ${round(entry.peer.warmMinMs, 2)}` : '';
-    console.log(`# round ${round_ + 1}: ours warm median ${entry.ours.warm.inferenceMedianMs} min ${entry.ours.warm.inferenceMinMs}, cold ${entry.ours.cold.medianPageMs}${peer} (loadavg ${entry.loadavgAtStart[0]})`);
+    const plain = entry.oursPlain ? `; plain SIMD128 warm median ${entry.oursPlain.warm.inferenceMedianMs} min ${entry.oursPlain.warm.inferenceMinMs}, cold ${entry.oursPlain.cold.medianPageMs}` : '';
+    console.log(`# round ${round_ + 1}: ours (${entry.ours.cold.runs[0].wasmSimd ?? 'simd128'}) warm median ${entry.ours.warm.inferenceMedianMs} min ${entry.ours.warm.inferenceMinMs}, cold ${entry.ours.cold.medianPageMs}${plain}${peer} (loadavg ${entry.loadavgAtStart[0]})`);
   }
 } finally {
   await server.stop();
@@ -147,6 +151,13 @@ report.summary = {
   oursWarmMinMs: round(Math.min(...rounds.map((r) => r.ours.warm.inferenceMinMs)), 2),
   oursColdMs: round(median(rounds.map((r) => r.ours.cold.medianPageMs))),
 };
+if (COMPARE_PLAIN) {
+  Object.assign(report.summary, {
+    plainWarmMedianMs: round(median(rounds.map((r) => r.oursPlain.warm.inferenceMedianMs)), 2),
+    plainWarmMinMs: round(Math.min(...rounds.map((r) => r.oursPlain.warm.inferenceMinMs)), 2),
+    plainColdMs: round(median(rounds.map((r) => r.oursPlain.cold.medianPageMs))),
+  });
+}
 const peers = rounds.map((r) => r.peer).filter((p) => p?.ok);
 if (peers.length) {
   Object.assign(report.summary, {
@@ -174,6 +185,10 @@ console.log(`# skinlens page (?backend=${BACKEND}: ${rounds[0].ours.cold.runs[0]
 console.log(`# cold start (open → ready, fresh profile; includes wasm compile, model download, one warm-up inference): ${s.oursColdMs} ms`);
 console.log(`# warm inference_ms (${ITERS} runs per round): median ${s.oursWarmMedianMs}, best ${s.oursWarmMinMs}`);
 for (const size of report.sizes) console.log(`# ${size.path}: ${kb(size.raw)} raw, ${kb(size.gzip)} gzip`);
+if (COMPARE_PLAIN) {
+  console.log(`# the same page with ?simd=plain (SIMD128 build): warm median ${s.plainWarmMedianMs}, best ${s.plainWarmMinMs}, cold ${s.plainColdMs} ms; default build / plain: warm median ${round(s.oursWarmMedianMs / s.plainWarmMedianMs, 2)}, best ${round(s.oursWarmMinMs / s.plainWarmMinMs, 2)}`);
+  if (report.ratio) console.log(`# ratio plain / ORT Web: warm median ${round(s.plainWarmMedianMs / s.peerWarmMedianMs, 2)}, best ${round(s.plainWarmMinMs / s.peerWarmMinMs, 2)}`);
+}
 if (report.ratio) {
   console.log(`# peer ONNX Runtime Web ${PEER_VARIANTS}, same rounds: cold (fetch+create) ${s.peerColdMs} ms, import+create+first run ${s.peerColdInclImportAndFirstMs} ms, warm median ${s.peerWarmMedianMs}, best ${s.peerWarmMinMs}`);
   console.log(`# ratio skinlens / ORT Web (below 1 = skinlens faster): warm median ${report.ratio.warmMedian}, best ${report.ratio.warmMin}, cold start ${report.ratio.coldLikeForLike} (ours open→ready vs its import+create+first run)`);

@@ -8,8 +8,10 @@
 //! from the bias, and stores once through the residual add and ReLU6, so no pass over the
 //! output is left for bias, activation or the block's skip connection.
 //!
-//! Where the CPU lacks AVX-512 (and on wasm) the layer uses the `gemm` crate instead, which
-//! picks its own AVX2/FMA or SIMD128 kernel.
+//! On wasm32 + SIMD128 the same product is a SIMD128 kernel ([`wasm`]): 4 output channels ×
+//! 8 columns in registers, fused multiply-adds where the module is built with relaxed SIMD
+//! (`f32x4.relaxed_madd`), multiply then add otherwise. Where the CPU lacks AVX-512 (native)
+//! the layer uses the `gemm` crate instead, which picks its own AVX2/FMA kernel.
 
 use rayon::prelude::*;
 
@@ -60,7 +62,11 @@ pub fn available() -> bool {
     {
         std::arch::is_x86_feature_detected!("avx512f")
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     {
         false
     }
@@ -79,6 +85,14 @@ pub fn pointwise(out: &mut [f32], x: &[f32], columns: usize, weight: &PackedWeig
     if !available() || columns == 0 {
         return if columns == 0 && available() { Some(()) } else { None };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        // One thread on wasm; the kernel walks column blocks itself.
+        let _ = threads;
+        wasm::product(out, x, columns, c_in, &weight.panels, c_out, epilogue);
+        return Some(());
+    }
+    #[allow(unreachable_code)]
     let panel_len = c_in * PANEL_ROWS;
     let run = |first_panel: usize, out: &mut [f32]| {
         for (p, rows) in out.chunks_mut(PANEL_ROWS * columns).enumerate() {
@@ -197,6 +211,126 @@ mod avx512 {
                     a = _mm512_min_ps(_mm512_max_ps(a, zero), six);
                 }
                 _mm512_mask_storeu_ps(rows.as_mut_ptr().add(at), mask(v), a);
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use core::arch::wasm32::*;
+
+    use super::{Epilogue, PANEL_ROWS};
+
+    /// Columns per block: the block of `x` (`c_in` × 64 floats) stays in cache across all panels.
+    const BLOCK_COLUMNS: usize = 64;
+
+    /// `a · b + c`: one fused multiply-add where the module has relaxed SIMD (the engine may
+    /// still round twice), else multiply then add.
+    #[inline(always)]
+    fn madd(a: v128, b: v128, c: v128) -> v128 {
+        #[cfg(target_feature = "relaxed-simd")]
+        {
+            f32x4_relaxed_madd(a, b, c)
+        }
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        {
+            f32x4_add(f32x4_mul(a, b), c)
+        }
+    }
+
+    /// The whole product for one image; slices checked by the caller (`pointwise`).
+    pub fn product(out: &mut [f32], x: &[f32], columns: usize, c_in: usize, panels: &[f32], c_out: usize, epilogue: Epilogue) {
+        assert!(panels.len() >= c_out.div_ceil(PANEL_ROWS) * c_in * PANEL_ROWS);
+        let mut block = 0;
+        while block < columns {
+            let end = (block + BLOCK_COLUMNS).min(columns);
+            for panel in 0..c_out.div_ceil(PANEL_ROWS) {
+                let row0 = panel * PANEL_ROWS;
+                let rows = (c_out - row0).min(PANEL_ROWS);
+                let weights = &panels[panel * c_in * PANEL_ROWS..(panel + 1) * c_in * PANEL_ROWS];
+                let mut bias = [0f32; PANEL_ROWS];
+                bias[..rows].copy_from_slice(&epilogue.bias[row0..row0 + rows]);
+                let mut c = block;
+                // SAFETY: columns c..c+8 (or +4) of rows row0..row0+rows are inside `x`, `out`
+                // and the residual (all `[_, columns]`), `weights` is `c_in × 4`.
+                unsafe {
+                    while c + 8 <= end {
+                        tile::<2>(out, x, columns, c_in, weights, &bias, rows, row0, c, epilogue);
+                        c += 8;
+                    }
+                    while c + 4 <= end {
+                        tile::<1>(out, x, columns, c_in, weights, &bias, rows, row0, c, epilogue);
+                        c += 4;
+                    }
+                }
+                for c in c..end {
+                    for r in 0..rows {
+                        let mut a = bias[r];
+                        for i in 0..c_in {
+                            a += weights[i * PANEL_ROWS + r] * x[i * columns + c];
+                        }
+                        let at = (row0 + r) * columns + c;
+                        if let Some(residual) = epilogue.residual {
+                            a += residual[at];
+                        }
+                        out[at] = if epilogue.relu6 { a.clamp(0.0, 6.0) } else { a };
+                    }
+                }
+            }
+            block = end;
+        }
+    }
+
+    /// 4 output channels (`rows` of them stored) × `V` vectors of 4 columns from column `c`.
+    ///
+    /// # Safety
+    /// `c + 4V <= columns`, `row0 + rows <= c_out`, the slices shaped as in [`product`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const V: usize>(
+        out: &mut [f32],
+        x: &[f32],
+        columns: usize,
+        c_in: usize,
+        weights: &[f32],
+        bias: &[f32; PANEL_ROWS],
+        rows: usize,
+        row0: usize,
+        c: usize,
+        epilogue: Epilogue,
+    ) {
+        let mut acc = [[f32x4_splat(0.0); V]; PANEL_ROWS];
+        for (r, row) in acc.iter_mut().enumerate() {
+            *row = [f32x4_splat(bias[r]); V];
+        }
+        let (mut xp, mut wp) = (x.as_ptr().add(c), weights.as_ptr());
+        for _ in 0..c_in {
+            let mut xv = [f32x4_splat(0.0); V];
+            for (v, value) in xv.iter_mut().enumerate() {
+                *value = v128_load(xp.add(4 * v) as *const v128);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let w = v128_load32_splat(wp.add(r) as *const u32);
+                for (a, &xv) in row.iter_mut().zip(&xv) {
+                    *a = madd(w, xv, *a);
+                }
+            }
+            xp = xp.add(columns);
+            wp = wp.add(PANEL_ROWS);
+        }
+        let (zero, six) = (f32x4_splat(0.0), f32x4_splat(6.0));
+        for (r, row) in acc.iter().enumerate().take(rows) {
+            for (v, &a) in row.iter().enumerate() {
+                let at = (row0 + r) * columns + c + 4 * v;
+                let mut a = a;
+                if let Some(residual) = epilogue.residual {
+                    a = f32x4_add(a, v128_load(residual.as_ptr().add(at) as *const v128));
+                }
+                if epilogue.relu6 {
+                    a = f32x4_pmin(six, f32x4_pmax(zero, a));
+                }
+                v128_store(out.as_mut_ptr().add(at) as *mut v128, a);
             }
         }
     }

@@ -7,9 +7,11 @@
 //! replace loaded and stored the whole run `k·k` times.
 //!
 //! x86-64 picks the AVX2 + FMA version at run time when the CPU has it (one portable binary;
-//! the baseline build is SSE2); everything else, wasm32 + SIMD128 included, runs the portable
-//! version, whose fixed-size blocks the compiler vectorises for the target. The two differ only
-//! by FMA's single rounding.
+//! the baseline build is SSE2). wasm32 + SIMD128 runs [`wasm`], the same blocks in explicit
+//! 128-bit vectors, with `f32x4.relaxed_madd` (fused where the engine's CPU has FMA) in the
+//! module built with relaxed SIMD and multiply-then-add in the plain one (the auto-vectorised
+//! portable version measured 3× slower in V8). Everything else runs the portable version. They
+//! differ only by FMA's single rounding.
 
 /// Outputs per block of the portable version (four 128-bit vectors).
 const PORTABLE_BLOCK: usize = 16;
@@ -30,6 +32,14 @@ pub fn tap_sum(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bia
         unsafe { avx2::tap_sum(out, src, starts, taps, bias, relu6) };
         return;
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        check(out, src, starts, taps);
+        // SAFETY: bounds checked by `check`.
+        unsafe { wasm::tap_sum(out, src, starts, taps, bias, relu6) };
+        return;
+    }
+    #[allow(unreachable_code)]
     tap_sum_portable(out, src, starts, taps, bias, relu6);
 }
 
@@ -131,6 +141,71 @@ mod avx2 {
             let mut a = bias;
             for (&tap, &start) in taps.iter().zip(starts) {
                 a = tap.mul_add(*src.add(start + i), a);
+            }
+            *dst.add(i) = a.max(lo).min(hi);
+            i += 1;
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use core::arch::wasm32::*;
+
+    /// `a · b + c`: fused (or not: the engine decides) with relaxed SIMD, else multiply then add.
+    #[inline(always)]
+    fn madd(a: v128, b: v128, c: v128) -> v128 {
+        #[cfg(target_feature = "relaxed-simd")]
+        {
+            f32x4_relaxed_madd(a, b, c)
+        }
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        {
+            f32x4_add(f32x4_mul(a, b), c)
+        }
+    }
+
+    /// Like the AVX2 version, in 128-bit vectors: 16 outputs (four accumulators) per block.
+    ///
+    /// # Safety
+    /// `starts[t] + out.len() <= src.len()` for every tap.
+    pub unsafe fn tap_sum(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32, relu6: bool) {
+        let n = out.len();
+        let (src, dst) = (src.as_ptr(), out.as_mut_ptr());
+        let init = f32x4_splat(bias);
+        let (lo, hi) = if relu6 { (0.0, 6.0) } else { (f32::NEG_INFINITY, f32::INFINITY) };
+        let (lo4, hi4) = (f32x4_splat(lo), f32x4_splat(hi));
+        let clamp = |v| f32x4_pmin(hi4, f32x4_pmax(lo4, v));
+        let load = |p: *const f32| v128_load(p as *const v128);
+        let mut i = 0;
+        while i + 16 <= n {
+            let (mut a0, mut a1, mut a2, mut a3) = (init, init, init, init);
+            for (&tap, &start) in taps.iter().zip(starts) {
+                let w = f32x4_splat(tap);
+                let p = src.add(start + i);
+                a0 = madd(w, load(p), a0);
+                a1 = madd(w, load(p.add(4)), a1);
+                a2 = madd(w, load(p.add(8)), a2);
+                a3 = madd(w, load(p.add(12)), a3);
+            }
+            v128_store(dst.add(i) as *mut v128, clamp(a0));
+            v128_store(dst.add(i + 4) as *mut v128, clamp(a1));
+            v128_store(dst.add(i + 8) as *mut v128, clamp(a2));
+            v128_store(dst.add(i + 12) as *mut v128, clamp(a3));
+            i += 16;
+        }
+        while i + 4 <= n {
+            let mut a = init;
+            for (&tap, &start) in taps.iter().zip(starts) {
+                a = madd(f32x4_splat(tap), load(src.add(start + i)), a);
+            }
+            v128_store(dst.add(i) as *mut v128, clamp(a));
+            i += 4;
+        }
+        while i < n {
+            let mut a = bias;
+            for (&tap, &start) in taps.iter().zip(starts) {
+                a += tap * *src.add(start + i);
             }
             *dst.add(i) = a.max(lo).min(hi);
             i += 1;

@@ -284,6 +284,32 @@ test('several files: CSV download in ISIC 2018 format', async () => {
   }
 });
 
+test('Chromium gets the relaxed-SIMD engine; ?simd=plain gets the SIMD128 one, with the same answers', async () => {
+  // Chromium has relaxed SIMD (fused multiply-adds), so feature detection must pick that build.
+  assert.equal(ready.wasmSimd, 'relaxed');
+  const other = await browser.context.newPage();
+  try {
+    const plainReady = await openPage(other, `${server.url}?simd=plain`);
+    assert.equal(plainReady.wasmSimd, 'simd128');
+    assert.equal(plainReady.backend, 'cpu');
+    const classify = (target, path) => target.evaluate(async (base64) => {
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      return window.skinlens.classify(new Blob([bytes], { type: 'image/jpeg' }));
+    }, readFileSync(path).toString('base64'));
+    for (const fixture of fixtures.filter((f) => f.kind === 'ham10000').slice(0, 2)) {
+      const [relaxed, plain] = [await classify(page, fixture.path), await classify(other, fixture.path)];
+      for (const code of Object.keys(relaxed.probabilities)) {
+        const difference = Math.abs(relaxed.probabilities[code] - plain.probabilities[code]);
+        assert.ok(difference <= TOLERANCE, `${fixture.name}: ${code} relaxed ${relaxed.probabilities[code]} vs plain ${plain.probabilities[code]}`);
+      }
+      assertMatchesNative(fixture.name, relaxed);
+      assertMatchesNative(fixture.name, plain);
+    }
+  } finally {
+    await other.close();
+  }
+});
+
 test('an engine that crashes is replaced: a clear message, then the next image is answered', async () => {
   const real = fixtures.find((f) => f.kind === 'ham10000');
   // One engine worker per core (the pool); all of them are broken at once.
@@ -293,8 +319,8 @@ test('an engine that crashes is replaced: a clear message, then the next image i
   // inside its worker, so its next call traps, as a bug that corrupts memory would make it.
   for (const worker of engines) {
     await worker.evaluate(async () => {
-      const engine = await import('./pkg/skinlens_web.js');
-      const exports = await engine.default(); // already initialised: returns the live instance
+      const cpu = await import('./backends/cpu.js'); // the worker's own instance of the module
+      const exports = await cpu.wasmModule().default(); // already initialised: the live instance
       new Uint8Array(exports.memory.buffer).fill(0xff);
     });
   }
@@ -322,10 +348,10 @@ test('an unknown ?backend= is refused with a clear message', async () => {
 test('an engine that cannot start says so, and a browser without wasm SIMD is told why', async () => {
   const fresh = await launchBrowser(); // no service worker yet, so the routed failure is real
   try {
-    await fresh.context.route('**/pkg/skinlens_web_bg.wasm', (route) => route.fulfill({ status: 404, body: 'gone' }));
+    await fresh.context.route(/\/pkg(-relaxed)?\/skinlens_web_bg\.wasm$/, (route) => route.fulfill({ status: 404, body: 'gone' }));
     await fresh.page.goto(server.url);
     await fresh.page.waitForSelector('#page-error:not([hidden])', { timeout: 60_000 });
-    assert.match(await fresh.page.textContent('#page-error'), /^The classifier could not start: the engine could not be downloaded \(\/pkg\/skinlens_web_bg.wasm: HTTP 404\)/);
+    assert.match(await fresh.page.textContent('#page-error'), /^The classifier could not start: the engine could not be downloaded \(\/pkg-relaxed\/skinlens_web_bg.wasm: HTTP 404\)/);
     assert.ok(await fresh.page.isHidden('#loading'));
     const rejected = await fresh.page.evaluate(() => window.skinlens.ready.then(() => null, (e) => e.message));
     assert.ok(rejected, 'ready should reject');

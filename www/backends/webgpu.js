@@ -7,7 +7,6 @@
 // instead. Either way, a GPU failure during the session moves to the CPU and still answers the
 // image in hand; results then carry `backend: 'cpu'` and `fallbackReason`.
 
-import { WasmGpuClassifier, lastPanic } from '../pkg/skinlens_web.js';
 import * as cpu from './cpu.js';
 
 export const id = 'webgpu';
@@ -18,6 +17,8 @@ export const checkSupport = cpu.checkSupport;
 export const initialise = cpu.initialise;
 
 export async function create(modelBytes, { strict = true } = {}) {
+  // The engine build ./cpu.js chose (relaxed SIMD or plain): the GPU engine is in both.
+  const { WasmGpuClassifier, lastPanic } = cpu.wasmModule();
   const classifier = await WasmGpuClassifier.create(modelBytes, strict, await adapterName());
   // One image at a time: the engine maps one result buffer per image.
   let queue = Promise.resolve();

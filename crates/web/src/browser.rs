@@ -50,6 +50,21 @@ pub fn simd_build() -> bool {
     cfg!(target_feature = "simd128")
 }
 
+/// Which of the two modules this is: `"relaxed"` (SIMD128 + relaxed SIMD, fused multiply-adds)
+/// or `"simd128"` (the fallback); the page picks one by feature detection (`www/backends/cpu.js`).
+#[wasm_bindgen(js_name = wasmSimd)]
+pub fn wasm_simd_name() -> String {
+    wasm_simd().into()
+}
+
+pub(crate) fn wasm_simd() -> &'static str {
+    if cfg!(target_feature = "relaxed-simd") {
+        "relaxed"
+    } else {
+        "simd128"
+    }
+}
+
 #[wasm_bindgen]
 pub struct WasmClassifier {
     inner: Classifier,
@@ -86,6 +101,8 @@ impl WasmClassifier {
             members: Vec<crate::MemberDescription>,
             metadata: &'a std::collections::HashMap<String, String>,
             familiarity: Option<FamiliarityDescription>,
+            /// The module's SIMD flavour ([`wasm_simd`]).
+            wasm_simd: &'static str,
         }
         let metadata = self.inner.metadata();
         to_js(&Description {
@@ -98,6 +115,7 @@ impl WasmClassifier {
             members: crate::describe_members(&self.inner),
             metadata: &metadata.raw,
             familiarity: describe_familiarity(self.familiarity.as_ref()),
+            wasm_simd: wasm_simd(),
         })
     }
 

@@ -53,6 +53,7 @@ impl WasmGpuClassifier {
             members: Vec<crate::MemberDescription>,
             metadata: &'a std::collections::HashMap<String, String>,
             familiarity: Option<FamiliarityDescription>,
+            wasm_simd: &'static str,
         }
         let classifier = self.session.classifier();
         let metadata = classifier.metadata();
@@ -67,6 +68,7 @@ impl WasmGpuClassifier {
             members: crate::describe_members(classifier),
             metadata: &metadata.raw,
             familiarity: describe_familiarity(self.familiarity.as_ref().as_ref()),
+            wasm_simd: crate::browser::wasm_simd(),
         })
     }
 
