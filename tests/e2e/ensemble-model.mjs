@@ -1,4 +1,4 @@
-// A two-member model file made from the shipped one-network file, in the layout of
+// A two-member model file made from the shipped file's (first) network, in the layout of
 // src/model/members.rs: the same tensors twice under `a/` and `b/`, member b run 32 px larger
 // with Shades of Gray colour constancy and another temperature, weights 0.6 / 0.4, one view
 // each (cheap on an emulated GPU). Written here so the e2e tests need no extra Rust tool.
@@ -32,14 +32,34 @@ function writeSafetensors(path, metadata, tensors) {
 }
 
 /**
+ * The shipped file's network: the file itself when it holds one, else its first member (its
+ * tensors without the `NAME/` prefix, its own size, temperature and architecture).
+ */
+function firstNetwork({ metadata, tensors }) {
+  if (metadata['skinlens.arch'] !== 'ensemble') {
+    return { arch: metadata['skinlens.arch'] ?? 'efficientnet-lite0', size: Number(metadata['skinlens.input_size']), temperature: metadata['skinlens.temperature'] ?? '1', tensors };
+  }
+  const first = metadata['skinlens.members'].split(',')[0];
+  const key = (leaf) => metadata[`skinlens.member.${first}.${leaf}`];
+  const prefix = `${first}/`;
+  return {
+    arch: key('arch'),
+    size: Number(key('input_size')),
+    temperature: key('temperature') ?? '1',
+    tensors: tensors.filter(([name]) => name.startsWith(prefix)).map(([name, t]) => [name.slice(prefix.length), t]),
+  };
+}
+
+/**
  * Writes a model file to `out` whose members are all the shipped network, each with its own
  * `{name, weight, sizeDelta, temperature, colourConstancy}` (size = shipped size + sizeDelta;
  * temperature defaults to the shipped one). Returns the members with their input sizes.
  */
 export function writeMemberModel(shippedPath, out, members, { tta = 'none' } = {}) {
-  const { metadata, tensors } = readSafetensors(shippedPath);
-  const size = Number(metadata['skinlens.input_size']);
-  const resolved = members.map((m) => ({ ...m, inputSize: size + (m.sizeDelta ?? 0), temperature: m.temperature ?? metadata['skinlens.temperature'] ?? '1' }));
+  const shipped = readSafetensors(shippedPath);
+  const { metadata } = shipped;
+  const { arch, size, temperature, tensors } = firstNetwork(shipped);
+  const resolved = members.map((m) => ({ ...m, inputSize: size + (m.sizeDelta ?? 0), temperature: m.temperature ?? temperature }));
   const meta = {
     'skinlens.arch': 'ensemble',
     'skinlens.members': resolved.map((m) => m.name).join(','),
@@ -50,7 +70,7 @@ export function writeMemberModel(shippedPath, out, members, { tta = 'none' } = {
   };
   for (const m of resolved) {
     const key = (leaf) => `skinlens.member.${m.name}.${leaf}`;
-    meta[key('arch')] = metadata['skinlens.arch'] ?? 'efficientnet-lite0';
+    meta[key('arch')] = arch;
     meta[key('input_size')] = String(m.inputSize);
     meta[key('temperature')] = m.temperature;
     meta[key('weight')] = m.weight;
