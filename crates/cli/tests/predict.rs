@@ -129,8 +129,7 @@ fn a_missing_model_file_is_a_clear_error() {
 #[test]
 fn a_model_declaring_flip_views_answers_as_forced_flips_do() {
     let image = a_real_image();
-    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/skinlens.safetensors");
-    let mut net = skinlens_core::FoldedNetwork::from_safetensors(&std::fs::read(&shipped).unwrap()).unwrap();
+    let mut net = shipped_network();
     let dir = scratch("tta");
     let write = |net: &skinlens_core::FoldedNetwork, name: &str| {
         let path = dir.join(name);
@@ -188,12 +187,18 @@ fn version_names_the_binary_and_the_built_in_model() {
     assert_eq!(text.trim(), expected);
 }
 
+/// The shipped model's (first) network, alone.
+fn shipped_network() -> skinlens_core::FoldedNetwork {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/skinlens.safetensors");
+    let file = skinlens_core::model::ModelFile::from_safetensors(&std::fs::read(&shipped).unwrap()).unwrap();
+    file.members.into_iter().next().unwrap().network
+}
+
 /// The shipped network and a changed copy (32 px larger, shifted bias, another temperature,
 /// colour constancy), as two one-network files and as one two-member file (0.7 / 0.3).
 fn member_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use skinlens_core::model::{Member, ModelFile};
-    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/skinlens.safetensors");
-    let a = skinlens_core::FoldedNetwork::from_safetensors(&std::fs::read(&shipped).unwrap()).unwrap();
+    let a = shipped_network();
     let mut b = a.clone();
     b.config.input_size = a.config.input_size + 32;
     b.fc_bias = (&b.fc_bias + candle_core::Tensor::new(&[0.4f32, -0.3, 0.2, 0.0, -0.5, 0.1, 0.3], &candle_core::Device::Cpu).unwrap()).unwrap();

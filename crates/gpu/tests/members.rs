@@ -16,7 +16,7 @@ const PROBABILITY_TOLERANCE: f32 = 1e-4;
 /// The shipped network and a changed copy of it (another size, bias and temperature), as one file.
 fn two_member_file() -> Vec<u8> {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/skinlens.safetensors");
-    let a = FoldedNetwork::from_safetensors(&read_bytes(path)).unwrap();
+    let a = skinlens_core::ModelFile::from_safetensors(&read_bytes(path)).unwrap().members.remove(0).network;
     let mut b = a.clone();
     b.config.input_size = a.config.input_size + 32;
     b.fc_bias = (&b.fc_bias + Tensor::new(&[0.4f32, -0.3, 0.2, 0.0, -0.5, 0.1, 0.3], &Device::Cpu).unwrap()).unwrap();

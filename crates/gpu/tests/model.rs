@@ -15,7 +15,13 @@ use skinlens_gpu::{self_check_input, GpuEngine};
 const PROBABILITY_TOLERANCE: f32 = 1e-4;
 
 fn network(path: std::path::PathBuf) -> FoldedNetwork {
-    FoldedNetwork::from_safetensors(&read_bytes(path.clone())).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    networks(path).remove(0)
+}
+
+/// Every network of a model file (one, or each member's).
+fn networks(path: std::path::PathBuf) -> Vec<FoldedNetwork> {
+    let file = skinlens_core::ModelFile::from_safetensors(&read_bytes(path.clone())).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    file.members.into_iter().map(|m| m.network).collect()
 }
 
 fn imagenet() -> FoldedNetwork {
@@ -161,7 +167,10 @@ fn probabilities_match_the_cpu_on_real_images_seven_class_model() {
 #[test]
 fn probabilities_match_the_cpu_on_real_images_shipped_model() {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/skinlens.safetensors");
-    compare_on_images("models/skinlens", &network(path));
+    // Every member of the shipped file, each alone.
+    for (i, net) in networks(path).iter().enumerate() {
+        compare_on_images(&format!("models/skinlens member {}", i + 1), net);
+    }
 }
 
 #[test]

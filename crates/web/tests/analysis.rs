@@ -133,7 +133,7 @@ fn tiny_and_transparent_images_are_classified() {
 #[test]
 fn a_two_member_model_gives_the_core_classifiers_answer() {
     use skinlens_core::model::{Member, ModelFile};
-    let a = skinlens_core::FoldedNetwork::from_safetensors(&std::fs::read(repo_root().join("models/skinlens.safetensors")).unwrap()).unwrap();
+    let a = skinlens_core::ModelFile::from_safetensors(&std::fs::read(repo_root().join("models/skinlens.safetensors")).unwrap()).unwrap().members.remove(0).network;
     let mut b = a.clone();
     b.config.input_size = a.config.input_size + 32;
     b.metadata.colour_constancy = skinlens_core::preprocess::ColourConstancy::ShadesOfGray { p: 6 };
@@ -163,7 +163,7 @@ fn the_familiarity_check_reads_the_classifiers_own_features() {
     let mut lesion = analyse(&classifier, &ham10000_image(), &clock).unwrap();
     assert!(lesion.familiarity.is_none(), "no verdict until the check runs");
     // The pooled features are the first view's: through the linear layer they give its logits.
-    let network = skinlens_core::FoldedNetwork::from_safetensors(&bytes).unwrap();
+    let network = skinlens_core::ModelFile::from_safetensors(&bytes).unwrap().members.remove(0).network;
     let weights = network.fc_weight.to_vec2::<f32>().unwrap();
     let bias = network.fc_bias.to_vec1::<f32>().unwrap();
     let prepared = classifier.prepare(&ham10000_image()).unwrap();

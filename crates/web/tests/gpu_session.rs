@@ -105,7 +105,7 @@ fn a_bad_image_is_an_error_and_keeps_the_gpu() {
 
 #[test]
 fn a_model_with_flip_views_averages_them_on_the_gpu_as_on_the_cpu() {
-    let mut net = skinlens_core::FoldedNetwork::from_safetensors(&model_bytes()).unwrap();
+    let mut net = skinlens_core::ModelFile::from_safetensors(&model_bytes()).unwrap().members.remove(0).network;
     net.metadata.tta = skinlens_core::TestTimeAugmentation::Flips;
     let flips = net.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap();
     let session = pollster::block_on(GpuSession::start(&flips, true, None)).unwrap();
@@ -129,7 +129,7 @@ fn a_model_with_flip_views_averages_them_on_the_gpu_as_on_the_cpu() {
 fn two_member_model() -> Vec<u8> {
     use skinlens_core::model::{Member, ModelFile};
     let shipped = read(repo_root().join("models/skinlens.safetensors"));
-    let mut a = skinlens_core::FoldedNetwork::from_safetensors(&shipped).unwrap();
+    let mut a = skinlens_core::ModelFile::from_safetensors(&shipped).unwrap().members.remove(0).network;
     a.metadata.tta = skinlens_core::TestTimeAugmentation::None; // two passes per image on lavapipe
     let mut b = a.clone();
     b.config.input_size = a.config.input_size + 32;
