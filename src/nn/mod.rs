@@ -12,6 +12,8 @@ pub mod phases;
 pub mod pointwise;
 pub mod pointwise_kernel;
 pub mod tap_sum;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_simd;
 
 pub use activation::Activation;
 pub use batch_norm::{BatchNormParams, BN_EPS};

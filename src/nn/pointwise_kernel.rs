@@ -220,24 +220,12 @@ mod avx512 {
 mod wasm {
     use core::arch::wasm32::*;
 
+    use crate::nn::wasm_simd::madd;
+
     use super::{Epilogue, PANEL_ROWS};
 
     /// Columns per block: the block of `x` (`c_in` × 64 floats) stays in cache across all panels.
     const BLOCK_COLUMNS: usize = 64;
-
-    /// `a · b + c`: one fused multiply-add where the module has relaxed SIMD (the engine may
-    /// still round twice), else multiply then add.
-    #[inline(always)]
-    fn madd(a: v128, b: v128, c: v128) -> v128 {
-        #[cfg(target_feature = "relaxed-simd")]
-        {
-            f32x4_relaxed_madd(a, b, c)
-        }
-        #[cfg(not(target_feature = "relaxed-simd"))]
-        {
-            f32x4_add(f32x4_mul(a, b), c)
-        }
-    }
 
     /// The whole product for one image; slices checked by the caller (`pointwise`).
     pub fn product(out: &mut [f32], x: &[f32], columns: usize, c_in: usize, panels: &[f32], c_out: usize, epilogue: Epilogue) {

@@ -152,18 +152,7 @@ mod avx2 {
 mod wasm {
     use core::arch::wasm32::*;
 
-    /// `a · b + c`: fused (or not: the engine decides) with relaxed SIMD, else multiply then add.
-    #[inline(always)]
-    fn madd(a: v128, b: v128, c: v128) -> v128 {
-        #[cfg(target_feature = "relaxed-simd")]
-        {
-            f32x4_relaxed_madd(a, b, c)
-        }
-        #[cfg(not(target_feature = "relaxed-simd"))]
-        {
-            f32x4_add(f32x4_mul(a, b), c)
-        }
-    }
+    use crate::nn::wasm_simd::madd;
 
     /// Like the AVX2 version, in 128-bit vectors: 16 outputs (four accumulators) per block.
     ///
