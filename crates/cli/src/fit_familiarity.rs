@@ -9,6 +9,8 @@ use anyhow::Result;
 use skinlens_train::data::dataset::DataArgs;
 use skinlens_train::familiarity::FitOptions;
 
+use crate::train::SplitArgs;
+
 #[derive(clap::Args, Debug)]
 pub struct FitFamiliarityArgs {
     /// The model to fit the check for; it is written back with the check inside (see --out).
@@ -23,12 +25,8 @@ pub struct FitFamiliarityArgs {
     pub run: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 0.16)]
-    pub val_fraction: f64,
-    #[arg(long, default_value_t = 0.20)]
-    pub test_fraction: f64,
+    #[command(flatten)]
+    pub split: SplitArgs,
     /// Fit on at most this many training images (seeded choice; 0 = all).
     #[arg(long, default_value_t = 0)]
     pub max_train: usize,
@@ -62,9 +60,9 @@ pub fn run(args: FitFamiliarityArgs) -> Result<ExitCode> {
         out: args.out,
         run: args.run,
         data: args.data,
-        seed: args.seed,
-        val_fraction: args.val_fraction,
-        test_fraction: args.test_fraction,
+        seed: args.split.seed,
+        val_fraction: args.split.val_fraction,
+        test_fraction: args.split.test_fraction,
         max_train: args.max_train,
         components: args.components,
         false_alarms: args.false_alarms,

@@ -15,6 +15,18 @@ use skinlens_train::train::optimizer::AdamWConfig;
 use skinlens_train::train::run_state::TrainConfig;
 use skinlens_train::train::{EpochProgress, Session};
 
+/// The lesion-grouped split (`train` and `fit-familiarity`): the same seed and fractions draw
+/// the same lesions into each part.
+#[derive(clap::Args, Debug)]
+pub struct SplitArgs {
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0.16)]
+    pub val_fraction: f64,
+    #[arg(long, default_value_t = 0.20)]
+    pub test_fraction: f64,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -65,12 +77,8 @@ pub struct TrainArgs {
     /// Stop after this many epochs without a better validation balanced accuracy.
     #[arg(long, default_value_t = 6)]
     pub patience: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 0.16)]
-    pub val_fraction: f64,
-    #[arg(long, default_value_t = 0.20)]
-    pub test_fraction: f64,
+    #[command(flatten)]
+    pub split: SplitArgs,
     /// Cross-validation: validate on fold F of --folds (the test part stays fixed).
     #[arg(long, value_name = "F")]
     pub fold: Option<usize>,
@@ -127,11 +135,11 @@ impl TrainArgs {
             dropout: self.dropout,
             over_rate: self.over_rate,
             patience: self.patience,
-            seed: self.seed,
+            seed: self.split.seed,
             split: SplitPlan {
-                seed: self.seed,
-                val_fraction: self.val_fraction,
-                test_fraction: self.test_fraction,
+                seed: self.split.seed,
+                val_fraction: self.split.val_fraction,
+                test_fraction: self.split.test_fraction,
                 fold: self.fold.map(|f| (f, self.folds)),
             },
             freeze_backbone: self.freeze_backbone,
