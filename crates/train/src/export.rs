@@ -186,6 +186,18 @@ const F16_BALANCED_ACCURACY_DROP: f64 = 0.005;
 const F16_MACRO_AUC_DROP: f64 = 0.002;
 
 impl F16Check {
+    /// `net` stored as f16, on the validation images, against its f32 answers there.
+    fn measure(net: &FoldedNetwork, images: &[PreparedImage], temperature: f64, f32_probs: &[Vec<f32>], f32_report: &Report, labels: &[usize], classes: &[String]) -> Result<Self> {
+        let f16_net = FoldedNetwork::from_safetensors(&net.to_safetensors(DType::F16, &HashMap::new())?)?;
+        let f16_probs: Vec<Vec<f32>> = logits(&f16_net, images)?.iter().map(|l| softmax_t(l, temperature)).collect();
+        let report = score(&f16_probs, labels, classes);
+        Ok(Self {
+            same_confusion: report.confusion == f32_report.confusion,
+            largest_probability_change: f16_probs.iter().zip(f32_probs).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
+            report,
+        })
+    }
+
     /// f16 is as good as f32 on validation: neither metric lower by more than its bound.
     fn as_good(&self, f32_report: &Report) -> bool {
         f32_report.balanced_accuracy - self.report.balanced_accuracy <= F16_BALANCED_ACCURACY_DROP && f32_report.macro_auc - self.report.macro_auc <= F16_MACRO_AUC_DROP
@@ -339,14 +351,7 @@ fn calibrate(name: String, source: MemberSource, options: &ExportOptions, val_re
     eprintln!("{name}: validation ({} images) balanced accuracy {:.4}, macro AUC {:.4}; temperature {temperature:.3}: ECE {ece_before:.4} → {ece_after:.4}", labels.len(), val.balanced_accuracy, val.macro_auc);
     net.metadata.temperature = temperature as f32;
 
-    let f16_net = FoldedNetwork::from_safetensors(&net.to_safetensors(DType::F16, &HashMap::new())?)?;
-    let f16_probs: Vec<Vec<f32>> = logits(&f16_net, &val_images)?.iter().map(|l| softmax_t(l, temperature)).collect();
-    let f16_report = score(&f16_probs, &labels, classes);
-    let f16 = F16Check {
-        same_confusion: f16_report.confusion == val.confusion,
-        largest_probability_change: f16_probs.iter().zip(&after).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
-        report: f16_report,
-    };
+    let f16 = F16Check::measure(&net, &val_images, temperature, &after, &val, &labels, classes)?;
     eprintln!(
         "{name}: f16 vs f32 on validation: same confusion matrix {}, balanced accuracy {:.4} vs {:.4}, largest probability change {:.2e}",
         f16.same_confusion, f16.report.balanced_accuracy, val.balanced_accuracy, f16.largest_probability_change
@@ -379,14 +384,7 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
         let (ece_before, ece_after) = (expected_calibration_error(&probs_at(1.0), &labels, 15), expected_calibration_error(&after, &labels, 15));
         let val_report = score(&after, &labels, classes);
         eprintln!("{what} ({}, as exported at {size} px): validation balanced accuracy {:.4}, macro AUC {:.4}", member.name, val_report.balanced_accuracy, val_report.macro_auc);
-        let f16_net = FoldedNetwork::from_safetensors(&net.to_safetensors(DType::F16, &HashMap::new())?)?;
-        let f16_probs: Vec<Vec<f32>> = logits(&f16_net, &val.images)?.iter().map(|l| softmax_t(l, temperature)).collect();
-        let f16_report = score(&f16_probs, &labels, classes);
-        let f16 = F16Check {
-            same_confusion: f16_report.confusion == val_report.confusion,
-            largest_probability_change: f16_probs.iter().zip(&after).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
-            report: f16_report,
-        };
+        let f16 = F16Check::measure(&net, &val.images, temperature, &after, &val_report, &labels, classes)?;
         let epoch = source.card["training"]["checkpoint_epoch"].as_u64().map(|e| e as usize);
         let train_size = net.metadata.train_size.or_else(|| source.card["training"]["config"]["size"].as_u64().map(|s| s as usize));
         out.push(Calibrated {
