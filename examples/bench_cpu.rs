@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use skinlens_core::model::{EfficientNetLite, FoldedNetwork};
 use skinlens_core::nn::depthwise::depthwise_grouped_reference;
-use skinlens_core::nn::{same_output, Activation, DepthwiseConv2d};
+use skinlens_core::nn::{same_output, Activation, DepthwiseConv2d, PointwiseConv};
 
 fn median_ms(mut samples: Vec<f64>) -> (f64, f64, f64) {
     samples.sort_by(f64::total_cmp);
@@ -47,13 +47,43 @@ fn main() -> anyhow::Result<()> {
 
     // Each depthwise layer on an input of its real shape.
     let (mut fast_total, mut grouped_total) = (0.0, 0.0);
+    // Each 1×1 convolution (expand, project, head) on an input of its real shape; per-layer
+    // GMAC/s on stderr with SKINLENS_BENCH_LAYERS=1.
+    let (mut pointwise_total, mut pointwise_macs) = (0.0, 0.0);
+    let verbose = std::env::var_os("SKINLENS_BENCH_LAYERS").is_some();
+    let mut hw = same_output(size, 2);
+    let mut pointwise_layers = Vec::new();
+    for block in &net.blocks {
+        if let Some(expand) = &block.expand {
+            pointwise_layers.push((expand, hw));
+        }
+        pointwise_layers.push((&block.project, same_output(hw, block.spec.stride)));
+        hw = same_output(hw, block.spec.stride);
+    }
+    pointwise_layers.push((&net.head, hw));
+    for (conv, hw) in pointwise_layers {
+        let (c_out, c_in) = (conv.weight.dim(0)?, conv.weight.dim(1)?);
+        let input = Tensor::randn(0f32, 1.0, (1, c_in, hw, hw), &Device::Cpu)?;
+        let layer = PointwiseConv::new(&conv.weight, &conv.bias, Activation::Relu6)?;
+        let ms = median_ms(time(runs, 3, || layer.forward(&input).unwrap())).0;
+        let macs = (c_in * c_out * hw * hw) as f64;
+        if verbose {
+            eprintln!("pointwise {c_in:>4} -> {c_out:>4} at {hw:>3}x{hw:<3} {ms:>7.3} ms {:>6.1} GMAC/s", macs / ms / 1e6);
+        }
+        pointwise_total += ms;
+        pointwise_macs += macs;
+    }
     let mut hw = same_output(size, 2);
     for block in &net.blocks {
         let c = block.spec.mid_channels();
         let input = Tensor::randn(0f32, 1.0, (1, c, hw, hw), &Device::Cpu)?;
         let (w, b, s) = (&block.depthwise.weight, &block.depthwise.bias, block.spec.stride);
         let kernel = DepthwiseConv2d::new(w, b, s, Activation::Relu6)?;
-        fast_total += median_ms(time(runs, 3, || kernel.forward(&input).unwrap())).0;
+        let ms = median_ms(time(runs, 3, || kernel.forward(&input).unwrap())).0;
+        if verbose {
+            eprintln!("depthwise {c:>4} k{} s{s} at {hw:>3}x{hw:<3} {ms:>7.3} ms", block.spec.kernel);
+        }
+        fast_total += ms;
         grouped_total += median_ms(time(runs.min(20), 2, || depthwise_grouped_reference(&input, w, b, s, Activation::Relu6).unwrap())).0;
         hw = same_output(hw, s);
     }
@@ -66,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             "median_ms": whole.0, "min_ms": whole.1, "p90_ms": whole.2,
             "depthwise_kernel_ms": fast_total, "depthwise_grouped_conv2d_ms": grouped_total,
             "depthwise_speedup": grouped_total / fast_total,
+            "pointwise_kernel_ms": pointwise_total, "pointwise_gmac_per_s": pointwise_macs / pointwise_total / 1e6,
         })
     );
     Ok(())

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::phases::PhaseLayout;
 use super::tap_sum::tap_sum;
-use super::{nchw_f32, same_padding, Activation};
+use super::{nchw_f32, output, same_padding, Activation};
 
 #[derive(Debug, Clone)]
 pub struct Conv2dSame {
@@ -53,7 +53,7 @@ impl CustomOp1 for Conv2dSame {
         // Tap (ci, ky, kx) reads laid-out plane ci: the weight's own order.
         let starts: Vec<usize> = (0..self.c_in).flat_map(|ci| planes.tap_starts().map(move |t| ci * plane_len + t)).collect();
         let relu6 = self.activation == Activation::Relu6;
-        let mut output = vec![0f32; n * self.c_out * oh * ow];
+        let mut output = output::uninit(n * self.c_out * oh * ow);
         let mut laid_out = vec![0f32; self.c_in * plane_len];
         for (image, out) in input.chunks_exact(self.c_in * h * w).zip(output.chunks_exact_mut(self.c_out * oh * ow)) {
             laid_out.par_chunks_mut(plane_len).zip(image.par_chunks(h * w)).for_each(|(dst, src)| planes.fill(src, dst));
@@ -65,6 +65,8 @@ impl CustomOp1 for Conv2dSame {
                 },
             );
         }
+        // SAFETY: every output plane was written by `copy_out` above.
+        let output = unsafe { output::assume_init(output) };
         Ok((CpuStorage::F32(output), Shape::from((n, self.c_out, oh, ow))))
     }
 }

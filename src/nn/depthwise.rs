@@ -6,12 +6,14 @@
 //! one padded copy ([`super::phases`]), then every output is a sum over the taps of contiguous
 //! shifted runs ([`super::tap_sum`]: AVX2 + FMA when the CPU has it, SIMD128 on wasm).
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::tap_sum::tap_sum;
 use super::phases::PhaseLayout;
-use super::{nchw_f32, same_padding, Activation};
+use super::{nchw_f32, output, same_padding, Activation};
 
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv2d {
@@ -47,30 +49,29 @@ impl DepthwiseConv2d {
 
     /// One channel plane: `input` is `h × w`, `output` is `oh × ow`; laid out by
     /// [`PhaseLayout`], the whole plane is one [`tap_sum`] (activation included).
-    fn plane(&self, c: usize, input: &[f32], layout: &PhaseLayout, output: &mut [f32], scratch: &mut Scratch) {
+    fn plane(&self, c: usize, input: &[f32], layout: &PhaseLayout, starts: &[usize], output: &mut [MaybeUninit<f32>], scratch: &mut Scratch) {
         let k = self.kernel;
-        let Scratch { phases, acc, starts } = scratch;
-        phases.resize(layout.len(), 0.0);
-        layout.fill(input, phases);
-        starts.clear();
-        starts.extend(layout.tap_starts());
-        acc.resize(layout.run_len(), 0.0);
+        layout.copy_interior(input, &mut scratch.phases);
         let relu6 = self.activation == Activation::Relu6;
-        tap_sum(acc, phases, starts, &self.weight[c * k * k..(c + 1) * k * k], self.bias[c], relu6);
-        layout.copy_out(acc, output);
+        tap_sum(&mut scratch.run, &scratch.phases, starts, &self.weight[c * k * k..(c + 1) * k * k], self.bias[c], relu6);
+        layout.copy_out(&scratch.run, output);
     }
 }
 
 /// Outputs below which a group of planes is not split further between threads.
 const MIN_OUTPUTS_PER_TASK: usize = 4096;
 
-/// Per-thread buffers reused across channel planes.
-#[derive(Default)]
+/// Per-thread buffers reused across the channel planes of one layer.
 struct Scratch {
+    /// One laid-out plane; its border stays zero from plane to plane.
     phases: Vec<f32>,
-    acc: Vec<f32>,
-    /// Offset of each tap's run in `phases`.
-    starts: Vec<usize>,
+    run: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(layout: &PhaseLayout) -> Self {
+        Self { phases: vec![0.0; layout.len()], run: vec![0.0; layout.run_len()] }
+    }
 }
 
 impl CustomOp1 for DepthwiseConv2d {
@@ -82,16 +83,28 @@ impl CustomOp1 for DepthwiseConv2d {
         let (input, (n, c, h, w)) = nchw_f32(storage, layout, self.channels, self.name())?;
         let layout = PhaseLayout::new(h, w, self.kernel, self.stride);
         let (oh, ow) = layout.output();
-        let mut output = vec![0f32; n * c * oh * ow];
+        let mut output = output::uninit(n * c * oh * ow);
         // Small planes (7×7 has 49 outputs) are handed to threads in groups, so a task is
         // worth more than rayon's cost of sending it.
         let planes_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(oh * ow);
-        output
-            .par_chunks_mut(oh * ow)
-            .zip(input.par_chunks(h * w))
-            .enumerate()
-            .with_min_len(planes_per_task)
-            .for_each_init(Scratch::default, |scratch, (plane, (out, inp))| self.plane(plane % c, inp, &layout, out, scratch));
+        // Every plane of the layer has the same layout, so the taps' offsets are computed once.
+        let starts: Vec<usize> = layout.tap_starts().collect();
+        if candle_core::utils::get_num_threads() == 1 {
+            // On one thread, rayon would only add a hand-over to its worker per layer.
+            let mut scratch = Scratch::new(&layout);
+            for (plane, (out, inp)) in output.chunks_exact_mut(oh * ow).zip(input.chunks_exact(h * w)).enumerate() {
+                self.plane(plane % c, inp, &layout, &starts, out, &mut scratch);
+            }
+        } else {
+            output
+                .par_chunks_mut(oh * ow)
+                .zip(input.par_chunks(h * w))
+                .enumerate()
+                .with_min_len(planes_per_task)
+                .for_each_init(|| Scratch::new(&layout), |scratch, (plane, (out, inp))| self.plane(plane % c, inp, &layout, &starts, out, scratch));
+        }
+        // SAFETY: every plane was written by `plane` (its `copy_out` writes the whole plane).
+        let output = unsafe { output::assume_init(output) };
         Ok((CpuStorage::F32(output), Shape::from((n, c, oh, ow))))
     }
 }

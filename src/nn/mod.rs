@@ -7,6 +7,7 @@ pub mod activation;
 pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
+mod output;
 pub mod padding;
 pub mod phases;
 pub mod pointwise;

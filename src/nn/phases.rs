@@ -9,6 +9,8 @@
 //! scratch, dropped by [`PhaseLayout::copy_out`]. Long runs vectorise even for 7×7 planes,
 //! where a row-by-row loop would run 7 elements at a time.
 
+use std::mem::MaybeUninit;
+
 use super::{same_output, same_padding};
 
 #[derive(Debug, Clone, Copy)]
@@ -19,8 +21,6 @@ pub struct PhaseLayout {
     stride: usize,
     top: usize,
     left: usize,
-    /// Rows per phase.
-    phase_rows: usize,
     /// Row pitch of a phase, which is also the output's pitch in the run.
     pitch: usize,
     /// One phase's length, with slack so the last tap's run may read past its final row.
@@ -33,7 +33,7 @@ impl PhaseLayout {
         let (left, right) = same_padding(width, kernel, stride);
         let phase_rows = (height + top + bottom).div_ceil(stride);
         let pitch = (width + left + right).div_ceil(stride);
-        Self { height, width, kernel, stride, top, left, phase_rows, pitch, phase_len: phase_rows * pitch + kernel }
+        Self { height, width, kernel, stride, top, left, pitch, phase_len: phase_rows * pitch + kernel }
     }
 
     /// Values of one laid-out plane.
@@ -66,22 +66,27 @@ impl PhaseLayout {
 
     /// Lay out the `height × width` plane `input` into `out` (`len()` values; all written).
     pub fn fill(&self, input: &[f32], out: &mut [f32]) {
+        assert_eq!(out.len(), self.len(), "laid-out plane has the wrong length");
+        out.fill(0.0);
+        self.copy_interior(input, out);
+    }
+
+    /// Write only the plane's own values into `out`; the rest (the 'SAME' border, the spare
+    /// columns of each pitch, the slack) is left as it is, zero from an earlier [`Self::fill`]
+    /// of this layout. A layer's planes all share one layout, so a buffer zeroed once serves
+    /// every plane: zeroing the border again for each of 1,152 planes of 7×7 cost as much as
+    /// their arithmetic.
+    pub fn copy_interior(&self, input: &[f32], out: &mut [f32]) {
         let (h, w, s, top, left, pitch, phase_len) =
             (self.height, self.width, self.stride, self.top, self.left, self.pitch, self.phase_len);
         assert_eq!(input.len(), h * w, "plane is not {h}×{w}");
         assert_eq!(out.len(), self.len(), "laid-out plane has the wrong length");
         // Padded row py lands in row py / s of the s phases of row phase py % s, which sit
         // next to each other; padded column px in column px / s of column phase px % s.
-        for py in 0..self.phase_rows * s {
+        for (y, source) in input.chunks_exact(w).enumerate() {
+            let py = y + top;
             let (row_phase, j) = (py % s, py / s);
             let group = &mut out[row_phase * s * phase_len..(row_phase + 1) * s * phase_len];
-            for phase in group.chunks_exact_mut(phase_len) {
-                phase[j * pitch..(j + 1) * pitch].fill(0.0);
-            }
-            if py < top || py >= top + h {
-                continue;
-            }
-            let source = &input[(py - top) * w..(py - top + 1) * w];
             if s == 1 {
                 group[j * pitch + left..j * pitch + left + w].copy_from_slice(source);
             } else if s == 2 {
@@ -112,16 +117,15 @@ impl PhaseLayout {
                 }
             }
         }
-        for phase in out.chunks_exact_mut(phase_len) {
-            phase[self.phase_rows * pitch..].fill(0.0);
-        }
     }
 
     /// The `oh × ow` output plane from its run (`run_len()` values).
-    pub fn copy_out(&self, run: &[f32], output: &mut [f32]) {
+    /// Writes every value of `output` (which may be uninitialised: see [`super::output`]).
+    pub fn copy_out(&self, run: &[f32], output: &mut [MaybeUninit<f32>]) {
         let ow = self.output().1;
+        assert_eq!(output.len(), self.output().0 * ow, "output plane has the wrong length");
         for (out_row, run_row) in output.chunks_exact_mut(ow).zip(run.chunks_exact(self.pitch)) {
-            out_row.copy_from_slice(&run_row[..ow]);
+            out_row.write_copy_of_slice(&run_row[..ow]);
         }
     }
 }

@@ -6,10 +6,12 @@
 //! from the bias and the epilogue is applied as each tile is stored ([`super::pointwise_kernel`],
 //! AVX-512) or, through the `gemm` crate, in the same buffer right after.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::pointwise_kernel::{self, Epilogue, PackedWeight};
-use super::{nchw_f32, Activation};
+use super::{nchw_f32, output, Activation};
 
 #[derive(Debug, Clone)]
 pub struct PointwiseConv {
@@ -48,7 +50,7 @@ impl PointwiseConv {
     /// One output `[N, C_out, H, W]` from the contiguous NCHW input (and residual of that shape).
     fn run(&self, input: &[f32], (n, _, h, w): (usize, usize, usize, usize), residual: Option<&[f32]>) -> (CpuStorage, Shape) {
         let hw = h * w;
-        let mut output = vec![0f32; n * self.c_out * hw];
+        let mut output = output::uninit(n * self.c_out * hw);
         let threads = candle_core::utils::get_num_threads();
         let relu6 = self.activation == Activation::Relu6;
         for (image, (x, y)) in input.chunks_exact(self.c_in * hw).zip(output.chunks_exact_mut(self.c_out * hw)).enumerate() {
@@ -59,7 +61,7 @@ impl PointwiseConv {
                     continue;
                 }
             }
-            self.gemm(x, y, hw, threads);
+            let y = self.gemm(x, y, hw, threads);
             if let Some(residual) = residual {
                 y.iter_mut().zip(residual).for_each(|(v, r)| *v += r);
             }
@@ -67,15 +69,20 @@ impl PointwiseConv {
                 y.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0));
             }
         }
+        // SAFETY: each image's output was written in full, by the kernel or by `gemm`.
+        let output = unsafe { output::assume_init(output) };
         (CpuStorage::F32(output), Shape::from((n, self.c_out, h, w)))
     }
 
-    /// `y = bias + weight × x` through the `gemm` crate (its own AVX2/FMA or SIMD128 kernel).
-    fn gemm(&self, x: &[f32], y: &mut [f32], hw: usize, threads: usize) {
+    /// `y = bias + weight × x` through the `gemm` crate (its own AVX2/FMA or SIMD128 kernel);
+    /// `y` is written in full and returned as values.
+    fn gemm<'y>(&self, x: &[f32], y: &'y mut [MaybeUninit<f32>], hw: usize, threads: usize) -> &'y mut [f32] {
         let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
         for (row, &b) in y.chunks_exact_mut(hw).zip(&self.bias) {
-            row.fill(b);
+            row.fill(MaybeUninit::new(b));
         }
+        // SAFETY: every element was written just above.
+        let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
         // SAFETY: y is c_out × hw, weight c_out × c_in, x c_in × hw, all row-major and
         // in bounds; dst = 1·dst + 1·(weight × x).
         unsafe {
@@ -90,6 +97,7 @@ impl PointwiseConv {
                 parallelism,
             );
         }
+        y
     }
 }
 

@@ -13,6 +13,8 @@
 //! (`f32x4.relaxed_madd`), multiply then add otherwise. Where the CPU lacks AVX-512 (native)
 //! the layer uses the `gemm` crate instead, which picks its own AVX2/FMA kernel.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Output channels per packed weight panel.
@@ -74,7 +76,7 @@ pub fn available() -> bool {
 
 /// `out[o, p] = act(bias[o] + Σ_i W[o, i] · x[i, p] [+ residual[o, p]])` for one image, the
 /// output channels spread over `threads` rayon workers. `None` where [`available`] is false.
-pub fn pointwise(out: &mut [f32], x: &[f32], columns: usize, weight: &PackedWeight, epilogue: Epilogue, threads: usize) -> Option<()> {
+pub fn pointwise(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, weight: &PackedWeight, epilogue: Epilogue, threads: usize) -> Option<()> {
     let (c_out, c_in) = (weight.c_out, weight.c_in);
     assert_eq!(x.len(), c_in * columns, "input is not [C_in, H·W]");
     assert_eq!(out.len(), c_out * columns, "output is not [C_out, H·W]");
@@ -94,20 +96,29 @@ pub fn pointwise(out: &mut [f32], x: &[f32], columns: usize, weight: &PackedWeig
     }
     #[allow(unreachable_code)]
     let panel_len = c_in * PANEL_ROWS;
-    let run = |first_panel: usize, out: &mut [f32]| {
-        for (p, rows) in out.chunks_mut(PANEL_ROWS * columns).enumerate() {
-            let panel = first_panel + p;
-            let row0 = panel * PANEL_ROWS;
-            let residual = epilogue.residual.map(|r| &r[row0 * columns..row0 * columns + rows.len()]);
-            let weights = &weight.panels[panel * panel_len..(panel + 1) * panel_len];
-            let bias = &epilogue.bias[row0..row0 + rows.len() / columns];
-            // SAFETY: AVX-512F checked by `available`; all slices checked against each other above.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                avx512::panel(rows, x, columns, c_in, weights, bias, residual, epilogue.relu6)
-            };
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("no AVX-512 kernel on this target ({:?})", (weights.len(), bias.len(), residual.is_some()));
+    // Column blocks outside, panels inside: one block of `x` (c_in × block columns) is read
+    // from memory once and then from cache by every panel of the task, where a panel-by-panel
+    // walk streamed the whole of `x` once per 4 output channels.
+    let block_columns = block_columns(c_in).min(columns);
+    let run = |first_panel: usize, out: &mut [MaybeUninit<f32>]| {
+        let mut block = 0;
+        while block < columns {
+            let end = (block + block_columns).min(columns);
+            for (p, rows) in out.chunks_mut(PANEL_ROWS * columns).enumerate() {
+                let panel = first_panel + p;
+                let row0 = panel * PANEL_ROWS;
+                let residual = epilogue.residual.map(|r| &r[row0 * columns..row0 * columns + rows.len()]);
+                let weights = &weight.panels[panel * panel_len..(panel + 1) * panel_len];
+                let bias = &epilogue.bias[row0..row0 + rows.len() / columns];
+                // SAFETY: AVX-512F checked by `available`; all slices checked against each other above.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    avx512::panel(rows, x, columns, c_in, weights, bias, residual, epilogue.relu6, block..end)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                unreachable!("no AVX-512 kernel on this target ({:?})", (weights.len(), bias.len(), residual.is_some()));
+            }
+            block = end;
         }
     };
     let panels_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(PANEL_ROWS * columns).max(1);
@@ -121,23 +132,31 @@ pub fn pointwise(out: &mut [f32], x: &[f32], columns: usize, weight: &PackedWeig
     Some(())
 }
 
+/// Columns per block of `x` in the native kernel: about 64 KiB of `x` (L2 at worst, L1 for
+/// the narrow early layers), in whole 64-column tiles.
+fn block_columns(c_in: usize) -> usize {
+    ((16 * 1024 / c_in.max(1)) / 64).max(1) * 64
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     use super::PANEL_ROWS;
 
     /// Output columns (pixels) per tile: four 16-lane vectors.
     const TILE_COLUMNS: usize = 64;
 
-    /// One panel (`rows.len() / columns` ≤ 4 output channels) over all columns, in tiles of
-    /// 64 columns (the last one masked).
+    /// One panel (`rows.len() / columns` ≤ 4 output channels) over the columns `block`, in
+    /// tiles of 64 columns (the last one masked).
     ///
     /// # Safety
     /// AVX-512F; `x` is `c_in × columns`, `weights` `c_in × 4`, `rows` and `residual` `r × columns`.
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn panel(
-        rows: &mut [f32],
+        rows: &mut [MaybeUninit<f32>],
         x: &[f32],
         columns: usize,
         c_in: usize,
@@ -145,10 +164,11 @@ mod avx512 {
         bias: &[f32],
         residual: Option<&[f32]>,
         relu6: bool,
+        block: std::ops::Range<usize>,
     ) {
-        let mut start = 0;
-        while start < columns {
-            let width = (columns - start).min(TILE_COLUMNS);
+        let mut start = block.start;
+        while start < block.end {
+            let width = (block.end - start).min(TILE_COLUMNS);
             match width.div_ceil(16) {
                 4 => tile::<4>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
                 3 => tile::<3>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
@@ -164,7 +184,7 @@ mod avx512 {
     #[inline]
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const V: usize>(
-        rows: &mut [f32],
+        rows: &mut [MaybeUninit<f32>],
         x: &[f32],
         columns: usize,
         c_in: usize,
@@ -210,7 +230,7 @@ mod avx512 {
                 if relu6 {
                     a = _mm512_min_ps(_mm512_max_ps(a, zero), six);
                 }
-                _mm512_mask_storeu_ps(rows.as_mut_ptr().add(at), mask(v), a);
+                _mm512_mask_storeu_ps(rows.as_mut_ptr().add(at).cast(), mask(v), a);
             }
         }
     }
@@ -219,6 +239,7 @@ mod avx512 {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm {
     use core::arch::wasm32::*;
+    use std::mem::MaybeUninit;
 
     use crate::nn::wasm_simd::madd;
 
@@ -228,7 +249,7 @@ mod wasm {
     const BLOCK_COLUMNS: usize = 64;
 
     /// The whole product for one image; slices checked by the caller (`pointwise`).
-    pub fn product(out: &mut [f32], x: &[f32], columns: usize, c_in: usize, panels: &[f32], c_out: usize, epilogue: Epilogue) {
+    pub fn product(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, c_in: usize, panels: &[f32], c_out: usize, epilogue: Epilogue) {
         assert!(panels.len() >= c_out.div_ceil(PANEL_ROWS) * c_in * PANEL_ROWS);
         let mut block = 0;
         while block < columns {
@@ -262,7 +283,7 @@ mod wasm {
                         if let Some(residual) = epilogue.residual {
                             a += residual[at];
                         }
-                        out[at] = if epilogue.relu6 { a.clamp(0.0, 6.0) } else { a };
+                        out[at].write(if epilogue.relu6 { a.clamp(0.0, 6.0) } else { a });
                     }
                 }
             }
@@ -277,7 +298,7 @@ mod wasm {
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const V: usize>(
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         x: &[f32],
         columns: usize,
         c_in: usize,
@@ -318,7 +339,7 @@ mod wasm {
                 if epilogue.relu6 {
                     a = f32x4_pmin(six, f32x4_pmax(zero, a));
                 }
-                v128_store(out.as_mut_ptr().add(at) as *mut v128, a);
+                v128_store(out.as_mut_ptr().add(at).cast::<v128>(), a);
             }
         }
     }
@@ -350,9 +371,12 @@ mod tests {
             let (w, x, b, r) = (values(c_out * c_in, 1), values(c_in * columns, 2), values(c_out, 3), values(c_out * columns, 4));
             let packed = PackedWeight::new(&w, c_out, c_in);
             for (residual, relu6, threads) in [(false, false, 1), (true, false, 2), (false, true, 2), (true, true, 1)] {
-                let mut out = vec![f32::NAN; c_out * columns];
+                // NaN where the kernel fails to write.
+                let mut out = vec![MaybeUninit::new(f32::NAN); c_out * columns];
                 let epilogue = Epilogue { bias: &b, residual: residual.then_some(&r[..]), relu6 };
                 pointwise(&mut out, &x, columns, &packed, epilogue, threads).unwrap();
+                // SAFETY: every element was initialised (NaN) before the call.
+                let out: Vec<f32> = out.into_iter().map(|v| unsafe { v.assume_init() }).collect();
                 for o in 0..c_out {
                     for p in 0..columns {
                         let mut e = b[o] as f64 + (0..c_in).map(|i| w[o * c_in + i] as f64 * x[i * columns + p] as f64).sum::<f64>();

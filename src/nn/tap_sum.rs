@@ -6,8 +6,9 @@
 //! block of outputs in registers across all taps and store it once: the buffer-per-tap loop they
 //! replace loaded and stored the whole run `k·k` times.
 //!
-//! x86-64 picks the AVX2 + FMA version at run time when the CPU has it (one portable binary;
-//! the baseline build is SSE2). wasm32 + SIMD128 runs [`wasm`], the same blocks in explicit
+//! x86-64 picks the AVX-512 version at run time when the CPU has AVX-512F, else the AVX2 + FMA
+//! version when it has those (one portable binary; the baseline build is SSE2). Both do the same
+//! fused multiply-adds in the same order, so they give the same bits. wasm32 + SIMD128 runs [`wasm`], the same blocks in explicit
 //! 128-bit vectors, with `f32x4.relaxed_madd` (fused where the engine's CPU has FMA) in the
 //! module built with relaxed SIMD and multiply-then-add in the plain one (the auto-vectorised
 //! portable version measured 3× slower in V8). Everything else runs the portable version. They
@@ -25,6 +26,13 @@ fn check(out: &[f32], src: &[f32], starts: &[usize], taps: &[f32]) {
 
 /// `out[i] = bias + Σ_t taps[t] · src[starts[t] + i]`, fastest version this CPU can run.
 pub fn tap_sum(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32, relu6: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        check(out, src, starts, taps);
+        // SAFETY: the CPU has AVX-512F (checked above); bounds checked by `check`.
+        unsafe { avx512::tap_sum(out, src, starts, taps, bias, relu6) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         check(out, src, starts, taps);
@@ -82,6 +90,18 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
+/// Whether [`tap_sum`] takes the AVX-512 path on this CPU.
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The AVX2 + FMA version, for tests that compare it with the portable one. `None` where the
 /// CPU lacks the features.
 pub fn tap_sum_avx2(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32, relu6: bool) -> Option<()> {
@@ -94,6 +114,55 @@ pub fn tap_sum_avx2(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32]
     }
     let _ = (out, src, starts, taps, bias, relu6);
     None
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// 64 outputs (four 16-lane accumulators) per block, then single vectors, the last one
+    /// masked: a 7×7 plane's run of 77 is one block and one masked vector, where the AVX2
+    /// version ended in 5 scalar outputs per tap.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, and `starts[t] + out.len() <= src.len()` for every tap.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tap_sum(out: &mut [f32], src: &[f32], starts: &[usize], taps: &[f32], bias: f32, relu6: bool) {
+        let n = out.len();
+        let (src, dst) = (src.as_ptr(), out.as_mut_ptr());
+        let init = _mm512_set1_ps(bias);
+        let (lo, hi) = if relu6 { (0.0, 6.0) } else { (f32::NEG_INFINITY, f32::INFINITY) };
+        let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        let clamp = |v| _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        let mut i = 0;
+        while i + 64 <= n {
+            let (mut a0, mut a1, mut a2, mut a3) = (init, init, init, init);
+            for (&tap, &start) in taps.iter().zip(starts) {
+                let w = _mm512_set1_ps(tap);
+                let p = src.add(start + i);
+                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(p), a0);
+                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(16)), a1);
+                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(32)), a2);
+                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(48)), a3);
+            }
+            _mm512_storeu_ps(dst.add(i), clamp(a0));
+            _mm512_storeu_ps(dst.add(i + 16), clamp(a1));
+            _mm512_storeu_ps(dst.add(i + 32), clamp(a2));
+            _mm512_storeu_ps(dst.add(i + 48), clamp(a3));
+            i += 64;
+        }
+        while i < n {
+            // Masked-off lanes are neither read nor written (AVX-512 suppresses their faults).
+            let lanes = (n - i).min(16);
+            let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+            let mut a = init;
+            for (&tap, &start) in taps.iter().zip(starts) {
+                a = _mm512_fmadd_ps(_mm512_set1_ps(tap), _mm512_maskz_loadu_ps(mask, src.add(start + i)), a);
+            }
+            _mm512_mask_storeu_ps(dst.add(i), mask, clamp(a));
+            i += lanes;
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -247,6 +316,11 @@ mod tests {
                 assert!((dispatched[i] as f64 - expected[i]).abs() < 1e-4, "case {case} dispatched [{i}]");
                 if has_avx2 {
                     assert!((avx2[i] - portable[i]).abs() < 1e-4, "case {case} avx2 {} vs portable {} [{i}]", avx2[i], portable[i]);
+                    // AVX-512 (dispatched where the CPU has it) fuses the same products in the
+                    // same order as AVX2: the same bits.
+                    if has_avx512() {
+                        assert_eq!(dispatched[i].to_bits(), avx2[i].to_bits(), "case {case} avx512 vs avx2 [{i}]");
+                    }
                 }
             }
         }
