@@ -96,24 +96,26 @@ pub fn pointwise(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, weight
     }
     #[allow(unreachable_code)]
     let panel_len = c_in * PANEL_ROWS;
-    // Column blocks outside, panels inside: one block of `x` (c_in × block columns) is read
-    // from memory once and then from cache by every panel of the task, where a panel-by-panel
-    // walk streamed the whole of `x` once per 4 output channels.
+    // Two packed panels (8 output channels) per register tile; tasks hold whole pairs.
+    let pair_rows = 2 * PANEL_ROWS;
+    // Column blocks outside, panel pairs inside: one block of `x` (c_in × block columns) is
+    // read from memory once and then from cache by every pair of the task.
     let block_columns = block_columns(c_in).min(columns);
-    let run = |first_panel: usize, out: &mut [MaybeUninit<f32>]| {
+    let run = |first_pair: usize, out: &mut [MaybeUninit<f32>]| {
         let mut block = 0;
         while block < columns {
             let end = (block + block_columns).min(columns);
-            for (p, rows) in out.chunks_mut(PANEL_ROWS * columns).enumerate() {
-                let panel = first_panel + p;
-                let row0 = panel * PANEL_ROWS;
+            for (p, rows) in out.chunks_mut(pair_rows * columns).enumerate() {
+                let row0 = (first_pair + p) * pair_rows;
+                let panel = row0 / PANEL_ROWS;
                 let residual = epilogue.residual.map(|r| &r[row0 * columns..row0 * columns + rows.len()]);
-                let weights = &weight.panels[panel * panel_len..(panel + 1) * panel_len];
+                let panels = (rows.len() / columns).div_ceil(PANEL_ROWS);
+                let weights = &weight.panels[panel * panel_len..(panel + panels) * panel_len];
                 let bias = &epilogue.bias[row0..row0 + rows.len() / columns];
                 // SAFETY: AVX-512F checked by `available`; all slices checked against each other above.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    avx512::panel(rows, x, columns, c_in, weights, bias, residual, epilogue.relu6, block..end)
+                    avx512::rows(rows, x, columns, c_in, weights, bias, residual, epilogue.relu6, block..end)
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 unreachable!("no AVX-512 kernel on this target ({:?})", (weights.len(), bias.len(), residual.is_some()));
@@ -121,21 +123,21 @@ pub fn pointwise(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, weight
             block = end;
         }
     };
-    let panels_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(PANEL_ROWS * columns).max(1);
-    if threads > 1 && c_out.div_ceil(PANEL_ROWS) > panels_per_task {
-        out.par_chunks_mut(panels_per_task * PANEL_ROWS * columns)
+    let pairs_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(pair_rows * columns).max(1);
+    if threads > 1 && c_out.div_ceil(pair_rows) > pairs_per_task {
+        out.par_chunks_mut(pairs_per_task * pair_rows * columns)
             .enumerate()
-            .for_each(|(task, out)| run(task * panels_per_task, out));
+            .for_each(|(task, out)| run(task * pairs_per_task, out));
     } else {
         run(0, out);
     }
     Some(())
 }
 
-/// Columns per block of `x` in the native kernel: about 64 KiB of `x` (L2 at worst, L1 for
-/// the narrow early layers), in whole 64-column tiles.
+/// Columns per block of `x` in the native kernel: about 64 KiB of `x`, in whole tiles.
 fn block_columns(c_in: usize) -> usize {
-    ((16 * 1024 / c_in.max(1)) / 64).max(1) * 64
+    const TILE: usize = 48;
+    ((16 * 1024 / c_in.max(1)) / TILE).max(1) * TILE
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -145,17 +147,21 @@ mod avx512 {
 
     use super::PANEL_ROWS;
 
-    /// Output columns (pixels) per tile: four 16-lane vectors.
-    const TILE_COLUMNS: usize = 64;
+    /// Output columns (pixels) per tile: three 16-lane vectors. With 8 output channels that is
+    /// 24 accumulators, plus 3 column vectors and a broadcast weight: 28 of the 32 registers.
+    /// Each column vector loaded serves 8 multiply-adds (4 with one panel), so the stream of
+    /// `x` from L2 stays under what the FMA units consume.
+    const TILE_COLUMNS: usize = 48;
 
-    /// One panel (`rows.len() / columns` ≤ 4 output channels) over the columns `block`, in
-    /// tiles of 64 columns (the last one masked).
+    /// Up to 8 output channels (`rows.len() / columns`; `weights` holds their one or two
+    /// packed panels) over the columns `block`, in tiles of 48 columns (the last one masked).
     ///
     /// # Safety
-    /// AVX-512F; `x` is `c_in × columns`, `weights` `c_in × 4`, `rows` and `residual` `r × columns`.
+    /// AVX-512F; `x` is `c_in × columns`, `weights` `panels × c_in × 4`, `rows` and `residual`
+    /// `r × columns`, `bias` `r`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn panel(
+    pub unsafe fn rows(
         rows: &mut [MaybeUninit<f32>],
         x: &[f32],
         columns: usize,
@@ -166,44 +172,44 @@ mod avx512 {
         relu6: bool,
         block: std::ops::Range<usize>,
     ) {
+        let two_panels = bias.len() > PANEL_ROWS;
         let mut start = block.start;
         while start < block.end {
             let width = (block.end - start).min(TILE_COLUMNS);
-            match width.div_ceil(16) {
-                4 => tile::<4>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
-                3 => tile::<3>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
-                2 => tile::<2>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
-                _ => tile::<1>(rows, x, columns, c_in, weights, bias, residual, relu6, start, width),
+            let args = (&mut *rows, x, columns, c_in, weights, bias, residual, relu6, start, width);
+            match (two_panels, width.div_ceil(16)) {
+                (true, 3) => tile::<8, 3>(args),
+                (true, 2) => tile::<8, 2>(args),
+                (true, _) => tile::<8, 1>(args),
+                (false, 3) => tile::<4, 3>(args),
+                (false, 2) => tile::<4, 2>(args),
+                (false, _) => tile::<4, 1>(args),
             }
             start += width;
         }
     }
 
-    /// 4 output channels × `V` 16-lane vectors of columns `start..start + width`.
+    type TileArgs<'a> =
+        (&'a mut [MaybeUninit<f32>], &'a [f32], usize, usize, &'a [f32], &'a [f32], Option<&'a [f32]>, bool, usize, usize);
+
+    /// `R` output channels (4: one panel, 8: two) × `V` 16-lane vectors of the columns
+    /// `start..start + width`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const V: usize>(
-        rows: &mut [MaybeUninit<f32>],
-        x: &[f32],
-        columns: usize,
-        c_in: usize,
-        weights: &[f32],
-        bias: &[f32],
-        residual: Option<&[f32]>,
-        relu6: bool,
-        start: usize,
-        width: usize,
+    unsafe fn tile<const R: usize, const V: usize>(
+        (rows, x, columns, c_in, weights, bias, residual, relu6, start, width): TileArgs,
     ) {
         // Lanes of the last vector that are inside the tile.
         let tail = width - (V - 1) * 16;
         let last_mask: __mmask16 = if tail >= 16 { 0xffff } else { (1u16 << tail) - 1 };
         let mask = |v: usize| if v + 1 == V { last_mask } else { 0xffff };
-        let mut acc = [[_mm512_setzero_ps(); V]; PANEL_ROWS];
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
         for (r, row) in acc.iter_mut().enumerate() {
             let b = _mm512_set1_ps(bias.get(r).copied().unwrap_or(0.0));
             *row = [b; V];
         }
+        // Rows 4..8 come from the second panel, which runs alongside the first.
+        let second = if R > PANEL_ROWS { c_in * PANEL_ROWS } else { 0 };
         let (mut xp, mut wp) = (x.as_ptr().add(start), weights.as_ptr());
         for _ in 0..c_in {
             let mut xv = [_mm512_setzero_ps(); V];
@@ -211,7 +217,8 @@ mod avx512 {
                 *value = _mm512_maskz_loadu_ps(mask(v), xp.add(v * 16));
             }
             for (r, row) in acc.iter_mut().enumerate() {
-                let w = _mm512_set1_ps(*wp.add(r));
+                let at = if r < PANEL_ROWS { r } else { second + r - PANEL_ROWS };
+                let w = _mm512_set1_ps(*wp.add(at));
                 for (a, &xv) in row.iter_mut().zip(&xv) {
                     *a = _mm512_fmadd_ps(w, xv, *a);
                 }
