@@ -46,11 +46,17 @@ impl EfficientNetLite {
 
     /// `[N, 3, H, W]` normalised input → head features `[N, C_head, h, w]`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = self.stem.forward(x)?;
-        for block in &self.blocks {
-            h = block.forward(&h)?;
-        }
-        self.head.forward(&h)
+        // The whole pass runs on one of rayon's workers, so each layer's parallel loop is
+        // shared with the other workers directly; called from outside the pool, every layer
+        // would be handed over and waited for (two thread wake-ups per layer, about as long
+        // as a 7×7 layer's arithmetic).
+        in_worker(|| {
+            let mut h = self.stem.forward(x)?;
+            for block in &self.blocks {
+                h = block.forward(&h)?;
+            }
+            self.head.forward(&h)
+        })
     }
 
     /// Head features → logits `[N, classes]` (global average pool, then the linear layer).
@@ -87,4 +93,14 @@ impl EfficientNetLite {
         let weights = self.fc_weight.get(class)?.reshape((1, c))?;
         weights.matmul(&features.reshape((c, h * w))?)?.reshape((h, w))
     }
+}
+
+/// Runs `work` on a rayon worker where there are threads to share it with (natively, more
+/// than one); else right here.
+fn in_worker<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    #[cfg(not(target_arch = "wasm32"))]
+    if rayon::current_num_threads() > 1 {
+        return rayon::scope(|_| work());
+    }
+    work()
 }
