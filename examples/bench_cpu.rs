@@ -31,6 +31,11 @@ fn time<T>(runs: usize, warmup: usize, mut f: impl FnMut() -> T) -> Vec<f64> {
         .collect()
 }
 
+/// Runs `f` on a rayon worker, as `EfficientNetLite::features` runs its layers.
+fn on_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::scope(|_| f())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).map(String::as_str).unwrap_or("models/skinlens.safetensors");
@@ -65,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         let (c_out, c_in) = (conv.weight.dim(0)?, conv.weight.dim(1)?);
         let input = Tensor::randn(0f32, 1.0, (1, c_in, hw, hw), &Device::Cpu)?;
         let layer = PointwiseConv::new(&conv.weight, &conv.bias, Activation::Relu6)?;
-        let ms = median_ms(time(runs, 3, || layer.forward(&input).unwrap())).0;
+        let ms = median_ms(on_pool(|| time(runs, 3, || layer.forward(&input).unwrap()))).0;
         let macs = (c_in * c_out * hw * hw) as f64;
         if verbose {
             eprintln!("pointwise {c_in:>4} -> {c_out:>4} at {hw:>3}x{hw:<3} {ms:>7.3} ms {:>6.1} GMAC/s", macs / ms / 1e6);
@@ -79,7 +84,7 @@ fn main() -> anyhow::Result<()> {
         let input = Tensor::randn(0f32, 1.0, (1, c, hw, hw), &Device::Cpu)?;
         let (w, b, s) = (&block.depthwise.weight, &block.depthwise.bias, block.spec.stride);
         let kernel = DepthwiseConv2d::new(w, b, s, Activation::Relu6)?;
-        let ms = median_ms(time(runs, 3, || kernel.forward(&input).unwrap())).0;
+        let ms = median_ms(on_pool(|| time(runs, 3, || kernel.forward(&input).unwrap()))).0;
         if verbose {
             eprintln!("depthwise {c:>4} k{} s{s} at {hw:>3}x{hw:<3} {ms:>7.3} ms", block.spec.kernel);
         }
