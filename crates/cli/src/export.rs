@@ -51,6 +51,10 @@ pub struct ExportArgs {
     /// may get 0 and be left out), `equal`, or one number per member (normalised).
     #[arg(long, default_value = "auto")]
     pub weights: String,
+    /// At most this many members get a weight above 0 (`auto` then searches only such mixes):
+    /// the page downloads every member, and its budget is 25 MB.
+    #[arg(long, value_name = "N")]
+    pub max_members: Option<usize>,
     /// Test-time views written into the model: `auto` (flips when they raise validation
     /// balanced accuracy), `flips` or `none`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "flips", "none"])]
@@ -71,6 +75,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         prior_correction: args.prior_correction,
         ensemble_with: args.ensemble_with,
         weights: args.weights,
+        max_members: args.max_members,
         tta: args.tta,
     };
     skinlens_train::export::run(&options)?;

@@ -59,6 +59,8 @@ pub struct ExportOptions {
     pub ensemble_with: Vec<PathBuf>,
     /// Member weights: `auto`, `equal` or one number per member.
     pub weights: String,
+    /// At most this many members get a weight above 0 (the page's download budget); `None`: any.
+    pub max_members: Option<usize>,
     /// Test-time views written into the model: `auto`, `flips` or `none`.
     pub tta: String,
 }
@@ -415,6 +417,16 @@ fn compositions(k: usize, steps: usize) -> Vec<Vec<usize>> {
     (0..=steps).rev().flat_map(|first| compositions(k - 1, steps - first).into_iter().map(move |mut rest| { rest.insert(0, first); rest })).collect()
 }
 
+/// The weight grid (multiples of 1/`steps`, summing to 1) where at most `max_members` weights
+/// are above 0.
+fn budgeted_grid(k: usize, steps: usize, max_members: usize) -> Vec<Vec<f32>> {
+    compositions(k, steps)
+        .into_iter()
+        .filter(|c| c.iter().filter(|&&s| s > 0).count() <= max_members)
+        .map(|c| c.iter().map(|&s| s as f32 / steps as f32).collect())
+        .collect()
+}
+
 fn mix(members: &[Calibrated], weights: &[f32]) -> Vec<Vec<f32>> {
     let n = members[0].val_probabilities.len();
     (0..n)
@@ -429,18 +441,24 @@ fn mix(members: &[Calibrated], weights: &[f32]) -> Vec<Vec<f32>> {
 }
 
 /// Member weights by `--weights`, with the validation balanced accuracy of the choices tried.
-fn choose_weights(rule: &str, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
+fn choose_weights(rule: &str, max_members: Option<usize>, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
     let k = members.len();
+    let max_members = max_members.unwrap_or(k);
+    ensure!(max_members >= 1, "--max-members must be at least 1");
+    let within_budget = |w: &[f32]| w.iter().filter(|&&v| v > 0.0).count() <= max_members;
     let bmca = |w: &[f32]| score(&mix(members, w), labels, classes).balanced_accuracy;
     let equal = vec![1.0 / k as f32; k];
     match rule {
-        "equal" => Ok((equal.clone(), vec![(equal.clone(), bmca(&equal))])),
+        "equal" => {
+            ensure!(within_budget(&equal), "--weights equal gives all {k} members a weight, more than --max-members {max_members}");
+            Ok((equal.clone(), vec![(equal.clone(), bmca(&equal))]))
+        }
         "auto" if k == 1 => Ok((vec![1.0], vec![])),
         "auto" => {
             // A coarse grid (tenths; fifths beyond four members) keeps the choice from fitting
             // validation noise; among equal scores the most even split wins.
             let steps = if k <= 4 { 10 } else { 5 };
-            let mut tried: WeightsTried = compositions(k, steps).into_iter().map(|c| c.iter().map(|&s| s as f32 / steps as f32).collect::<Vec<f32>>()).map(|w| { let b = bmca(&w); (w, b) }).collect();
+            let mut tried: WeightsTried = budgeted_grid(k, steps, max_members).into_iter().map(|w| { let b = bmca(&w); (w, b) }).collect();
             tried.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| spread(&a.0).total_cmp(&spread(&b.0))));
             Ok((tried[0].0.clone(), tried))
         }
@@ -450,6 +468,7 @@ fn choose_weights(rule: &str, members: &[Calibrated], labels: &[usize], classes:
             let total: f32 = w.iter().sum();
             ensure!(total > 0.0, "--weights {list}: at least one must be positive");
             let w: Vec<f32> = w.iter().map(|v| v / total).collect();
+            ensure!(within_budget(&w), "--weights {list}: more than --max-members {max_members} members with a weight");
             let b = bmca(&w);
             Ok((w.clone(), vec![(w, b)]))
         }
@@ -512,7 +531,7 @@ pub fn run(options: &ExportOptions) -> Result<()> {
     for source in exported {
         members.extend(take_exported(source, &val_records, &roots, &classes)?);
     }
-    let (weights, weight_grid) = choose_weights(&options.weights, &members, &labels, &classes)?;
+    let (weights, weight_grid) = choose_weights(&options.weights, options.max_members, &members, &labels, &classes)?;
     if members.len() > 1 {
         eprintln!("member weights on validation ({}): {:?} → balanced accuracy {:.4}", options.weights, weights, score(&mix(&members, &weights), &labels, &classes).balanced_accuracy);
     }
@@ -795,6 +814,17 @@ mod tests {
         assert_eq!(c.len(), 66);
         assert!(c.iter().all(|w| w.iter().sum::<usize>() == 10));
         assert_eq!(compositions(1, 10), vec![vec![10]]);
+    }
+
+    #[test]
+    fn the_member_budget_keeps_only_small_enough_mixes() {
+        let two_of_three = budgeted_grid(3, 10, 2);
+        // 66 points, less the 36 with all three weights above 0.
+        assert_eq!(two_of_three.len(), 30);
+        assert!(two_of_three.iter().all(|w| w.iter().filter(|&&v| v > 0.0).count() <= 2));
+        assert!(two_of_three.contains(&vec![0.6, 0.0, 0.4]));
+        assert_eq!(budgeted_grid(3, 10, 1).len(), 3);
+        assert_eq!(budgeted_grid(3, 10, 3).len(), 66);
     }
 
     #[test]
