@@ -95,43 +95,77 @@ pub fn pointwise(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, weight
         return Some(());
     }
     #[allow(unreachable_code)]
-    let panel_len = c_in * PANEL_ROWS;
-    // Two packed panels (8 output channels) per register tile; tasks hold whole pairs.
+    {
+        native(out, x, columns, weight, epilogue, threads);
+        Some(())
+    }
+}
+
+/// The AVX-512 product over column blocks × pairs of packed panels (8 output channels).
+///
+/// Column blocks outside, pairs inside: one block of `x` (c_in × block columns) is read from
+/// memory once and then from cache by every pair. Threads take whole column blocks where
+/// there are enough of them, so `x` is still read once (a split by output channels had each
+/// thread stream all of `x`: the 144 → 24 projection at 56×56 ran slower on two threads than
+/// on one); else groups of pairs.
+#[allow(unused_variables)]
+fn native(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, weight: &PackedWeight, epilogue: Epilogue, threads: usize) {
+    let (c_out, c_in) = (weight.c_out, weight.c_in);
     let pair_rows = 2 * PANEL_ROWS;
-    // Column blocks outside, panel pairs inside: one block of `x` (c_in × block columns) is
-    // read from memory once and then from cache by every pair of the task.
+    let pairs = c_out.div_ceil(pair_rows);
     let block_columns = block_columns(c_in).min(columns);
-    let run = |first_pair: usize, out: &mut [MaybeUninit<f32>]| {
-        let mut block = 0;
-        while block < columns {
-            let end = (block + block_columns).min(columns);
-            for (p, rows) in out.chunks_mut(pair_rows * columns).enumerate() {
-                let row0 = (first_pair + p) * pair_rows;
-                let panel = row0 / PANEL_ROWS;
-                let residual = epilogue.residual.map(|r| &r[row0 * columns..row0 * columns + rows.len()]);
-                let panels = (rows.len() / columns).div_ceil(PANEL_ROWS);
-                let weights = &weight.panels[panel * panel_len..(panel + panels) * panel_len];
-                let bias = &epilogue.bias[row0..row0 + rows.len() / columns];
-                // SAFETY: AVX-512F checked by `available`; all slices checked against each other above.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    avx512::rows(rows, x, columns, c_in, weights, bias, residual, epilogue.relu6, block..end)
-                };
-                #[cfg(not(target_arch = "x86_64"))]
-                unreachable!("no AVX-512 kernel on this target ({:?})", (weights.len(), bias.len(), residual.is_some()));
-            }
-            block = end;
+    let blocks: Vec<std::ops::Range<usize>> = (0..columns).step_by(block_columns).map(|b| b..(b + block_columns).min(columns)).collect();
+    let target = SharedOut(out.as_mut_ptr());
+    // Output channels `pairs` × columns `block`.
+    let run = |pairs: std::ops::Range<usize>, block: std::ops::Range<usize>| {
+        for pair in pairs {
+            let row0 = pair * pair_rows;
+            let row_count = (c_out - row0).min(pair_rows);
+            let panel = row0 / PANEL_ROWS;
+            let panel_len = c_in * PANEL_ROWS;
+            let weights = &weight.panels[panel * panel_len..(panel + row_count.div_ceil(PANEL_ROWS)) * panel_len];
+            let residual = epilogue.residual.map(|r| &r[row0 * columns..(row0 + row_count) * columns]);
+            let bias = &epilogue.bias[row0..row0 + row_count];
+            // SAFETY: AVX-512F checked by `available`; rows row0..row0+row_count of the
+            // `c_out × columns` output, which each task writes only in its own columns
+            // (`block`) or its own rows (`pairs`), so no two tasks write the same value.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                avx512::rows(target.at(row0 * columns), x, columns, c_in, weights, bias, residual, epilogue.relu6, block.clone())
+            };
         }
     };
     let pairs_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(pair_rows * columns).max(1);
-    if threads > 1 && c_out.div_ceil(pair_rows) > pairs_per_task {
-        out.par_chunks_mut(pairs_per_task * pair_rows * columns)
-            .enumerate()
-            .for_each(|(task, out)| run(task * pairs_per_task, out));
+    if threads > 1 && blocks.len() >= 2 * threads {
+        blocks.par_iter().for_each(|block| run(0..pairs, block.clone()));
+    } else if threads > 1 && pairs > pairs_per_task {
+        (0..pairs.div_ceil(pairs_per_task)).into_par_iter().for_each(|task| {
+            let mine = task * pairs_per_task..((task + 1) * pairs_per_task).min(pairs);
+            for block in &blocks {
+                run(mine.clone(), block.clone());
+            }
+        });
     } else {
-        run(0, out);
+        for block in &blocks {
+            run(0..pairs, block.clone());
+        }
     }
-    Some(())
+}
+
+/// The output's base pointer, shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut MaybeUninit<f32>);
+// SAFETY: tasks write disjoint elements (see `native`), and the buffer outlives them.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// # Safety
+    /// `offset` is inside the output.
+    #[allow(dead_code)]
+    unsafe fn at(&self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset).cast() }
+    }
 }
 
 /// Columns per block of `x` in the native kernel: about 64 KiB of `x`, in whole tiles.
@@ -143,7 +177,6 @@ fn block_columns(c_in: usize) -> usize {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
 
     use super::PANEL_ROWS;
 
@@ -153,16 +186,17 @@ mod avx512 {
     /// `x` from L2 stays under what the FMA units consume.
     const TILE_COLUMNS: usize = 48;
 
-    /// Up to 8 output channels (`rows.len() / columns`; `weights` holds their one or two
-    /// packed panels) over the columns `block`, in tiles of 48 columns (the last one masked).
+    /// Up to 8 output channels (`bias.len()`; `weights` holds their one or two packed panels)
+    /// over the columns `block`, in tiles of 48 columns (the last one masked).
     ///
     /// # Safety
-    /// AVX-512F; `x` is `c_in × columns`, `weights` `panels × c_in × 4`, `rows` and `residual`
-    /// `r × columns`, `bias` `r`.
+    /// AVX-512F; `x` is `c_in × columns`, `weights` `panels × c_in × 4`, `rows` points to
+    /// `r × columns` writable values and `residual` holds as many, `bias` is `r` long; no other
+    /// thread writes columns `block` of those rows meanwhile.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn rows(
-        rows: &mut [MaybeUninit<f32>],
+        rows: *mut f32,
         x: &[f32],
         columns: usize,
         c_in: usize,
@@ -176,7 +210,7 @@ mod avx512 {
         let mut start = block.start;
         while start < block.end {
             let width = (block.end - start).min(TILE_COLUMNS);
-            let args = (&mut *rows, x, columns, c_in, weights, bias, residual, relu6, start, width);
+            let args = (rows, x, columns, c_in, weights, bias, residual, relu6, start, width);
             match (two_panels, width.div_ceil(16)) {
                 (true, 3) => tile::<8, 3>(args),
                 (true, 2) => tile::<8, 2>(args),
@@ -189,8 +223,7 @@ mod avx512 {
         }
     }
 
-    type TileArgs<'a> =
-        (&'a mut [MaybeUninit<f32>], &'a [f32], usize, usize, &'a [f32], &'a [f32], Option<&'a [f32]>, bool, usize, usize);
+    type TileArgs<'a> = (*mut f32, &'a [f32], usize, usize, &'a [f32], &'a [f32], Option<&'a [f32]>, bool, usize, usize);
 
     /// `R` output channels (4: one panel, 8: two) × `V` 16-lane vectors of the columns
     /// `start..start + width`.
@@ -237,7 +270,7 @@ mod avx512 {
                 if relu6 {
                     a = _mm512_min_ps(_mm512_max_ps(a, zero), six);
                 }
-                _mm512_mask_storeu_ps(rows.as_mut_ptr().add(at).cast(), mask(v), a);
+                _mm512_mask_storeu_ps(rows.add(at), mask(v), a);
             }
         }
     }
