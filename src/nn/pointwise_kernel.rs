@@ -135,7 +135,10 @@ fn native(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, weight: &Pack
             };
         }
     };
-    let pairs_per_task = MIN_OUTPUTS_PER_TASK.div_ceil(pair_rows * columns).max(1);
+    // As few tasks as MIN_OUTPUTS_PER_TASK allows, evened out (24 pairs in tasks of 21 would
+    // leave one thread 3).
+    let tasks = pairs.div_ceil(MIN_OUTPUTS_PER_TASK.div_ceil(pair_rows * columns).max(1));
+    let pairs_per_task = pairs.div_ceil(tasks.max(1));
     if threads > 1 && blocks.len() >= 2 * threads {
         blocks.par_iter().for_each(|block| run(0..pairs, block.clone()));
     } else if threads > 1 && pairs > pairs_per_task {
