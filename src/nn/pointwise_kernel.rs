@@ -402,6 +402,8 @@ mod tests {
             .collect()
     }
 
+    /// The shapes reach every native path on two threads: one task, column-block tasks
+    /// (40 × 144 × 784) and output-pair tasks with a last pair of 3 rows (203 × 64 × 49).
     #[test]
     fn matches_a_double_precision_product_on_random_shapes() {
         if !available() {
@@ -409,7 +411,7 @@ mod tests {
             return;
         }
         for (case, &(c_out, c_in, columns)) in
-            [(1, 1, 1), (3, 5, 17), (4, 16, 64), (5, 7, 65), (9, 33, 130), (24, 96, 49), (13, 3, 200), (40, 144, 784)].iter().enumerate()
+            [(1, 1, 1), (3, 5, 17), (4, 16, 64), (5, 7, 65), (9, 33, 130), (24, 96, 49), (13, 3, 200), (40, 144, 784), (203, 64, 49)].iter().enumerate()
         {
             let (w, x, b, r) = (values(c_out * c_in, 1), values(c_in * columns, 2), values(c_out, 3), values(c_out * columns, 4));
             let packed = PackedWeight::new(&w, c_out, c_in);
