@@ -91,5 +91,11 @@ export async function launchBrowser({ extraFlags = [] } = {}) {
 export async function openPage(page, url, { timeout = 120_000 } = {}) {
   await page.goto(url);
   await page.waitForFunction(() => window.skinlens !== undefined, null, { timeout });
-  return page.evaluate(() => window.skinlens.ready);
+  // Await inside the page: returning the page's own `ready` promise made Playwright report
+  // "Resulting promise was garbage collected" on the CPU path with the 1.3.0 model, though the
+  // promise resolves (and stays referenced from window.skinlens).
+  return page.evaluate(async () => {
+    const ready = await window.skinlens.ready;
+    return ready;
+  });
 }

@@ -276,3 +276,37 @@ fn an_exported_model_joins_an_ensemble_as_it_was_exported() {
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && text.contains("stray.card.json"), "{text}");
 }
+
+#[test]
+fn a_left_out_run_member_does_not_describe_the_file_and_the_member_budget_holds() {
+    let Some(run) = learned_run() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
+    let out = scratch("export-budget");
+    std::fs::create_dir_all(&out).unwrap();
+    let (model, card_path) = (out.join("model.safetensors"), out.join("model.card.json"));
+    let second = run.join("last.safetensors");
+    // The --run member gets weight 0: the file holds the other one, and the card's one-value
+    // fields (temperature, decision rule) are that member's.
+    skinlens(&[
+        "export", "--run", run.to_str().unwrap(), "--ensemble-with", second.to_str().unwrap(), "--weights", "0,1", "--max-members", "1",
+        "--out", model.to_str().unwrap(), "--card", card_path.to_str().unwrap(), "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
+    ]);
+    let card = json(&card_path);
+    let members = card["members"].as_array().unwrap();
+    assert_eq!(members.iter().map(|m| m["shipped"] == true).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(card["calibration"]["temperature"], members[1]["temperature"], "{}", card["calibration"]);
+    assert_eq!(card["weights"]["temperature"], members[1]["temperature"]);
+    assert_eq!(card["decision_rule"]["tau"], members[1]["decision_rule_tau"]);
+    let file = skinlens_core::ModelFile::from_safetensors(&std::fs::read(&model).unwrap()).unwrap();
+    assert_eq!(file.members.len(), 1);
+    assert!((file.members[0].network.metadata.temperature - members[1]["temperature"].as_f64().unwrap() as f32).abs() < 1e-6);
+
+    // More members with a weight than --max-members allows is refused before anything is written.
+    let refused = Command::new(env!("CARGO_BIN_EXE_skinlens"))
+        .args(["export", "--run", run.to_str().unwrap(), "--ensemble-with", second.to_str().unwrap(), "--weights", "equal", "--max-members", "1"])
+        .args(["--out", out.join("no.safetensors").to_str().unwrap(), "--card", out.join("no.card.json").to_str().unwrap(), "--tta", "none"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains("--max-members"), "{text}");
+    assert!(!out.join("no.safetensors").exists(), "nothing written on a refusal");
+}

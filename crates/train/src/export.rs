@@ -615,9 +615,15 @@ pub fn run(options: &ExportOptions) -> Result<()> {
     }
 
     // Figures and the card.
-    // The --run member speaks for the model where the card has one value (config, curves, τ,
-    // temperature); it is always trained here.
-    let first = &members[0];
+    // The first shipped member trained here speaks for the model where the card has one value
+    // (config, curves, τ, temperature, f16 check): with --weights auto the --run member may
+    // get weight 0 and be left out, and then must not describe the file. Where every shipped
+    // member joined as exported, the --run member still gives the split and config.
+    let first = shipped
+        .iter()
+        .map(|&(i, _)| &members[i])
+        .find(|m| matches!(m.origin, Origin::Run(_)))
+        .unwrap_or(&members[0]);
     let Origin::Run(first_source) = &first.origin else { bail!("the first member is not a training run") };
     let stem = options.out.with_extension("");
     let confusion_png = PathBuf::from(format!("{}.test-confusion.png", stem.display()));
