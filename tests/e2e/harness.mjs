@@ -91,11 +91,17 @@ export async function launchBrowser({ extraFlags = [] } = {}) {
 export async function openPage(page, url, { timeout = 120_000 } = {}) {
   await page.goto(url);
   await page.waitForFunction(() => window.skinlens !== undefined, null, { timeout });
-  // Await inside the page: returning the page's own `ready` promise made Playwright report
-  // "Resulting promise was garbage collected" on the CPU path with the 1.3.0 model, though the
-  // promise resolves (and stays referenced from window.skinlens).
-  return page.evaluate(async () => {
-    const ready = await window.skinlens.ready;
-    return ready;
+  // The outcome is recorded in the page and polled for. Awaiting the page's promise over the
+  // DevTools protocol failed now and then with the 1.3.0 model on the CPU path ("Resulting
+  // promise was garbage collected"; Chromium holds an awaited promise weakly), though `ready`
+  // resolves.
+  await page.evaluate(() => {
+    window.skinlens.ready.then(
+      (value) => { window.__skinlensReadyOutcome = { value }; },
+      (error) => { window.__skinlensReadyOutcome = { error: String(error?.message ?? error) }; },
+    );
   });
+  const outcome = await (await page.waitForFunction(() => window.__skinlensReadyOutcome, null, { timeout, polling: 50 })).jsonValue();
+  if (outcome.error !== undefined) throw new Error(outcome.error);
+  return outcome.value;
 }
