@@ -90,11 +90,17 @@ export async function launchBrowser({ extraFlags = [] } = {}) {
 /** Open the page and wait for window.skinlens.ready; resolves to what `ready` resolved to. */
 export async function openPage(page, url, { timeout = 120_000 } = {}) {
   await page.goto(url);
+  return waitForReady(page, { timeout });
+}
+
+/**
+ * What the page's `window.skinlens.ready` resolves to (throws its error's message if it rejects).
+ * The outcome is recorded in the page and polled for: awaiting the page's promise over the
+ * DevTools protocol failed now and then with the 1.3.0 model on the CPU path ("Resulting promise
+ * was garbage collected"), though `ready` resolves.
+ */
+export async function waitForReady(page, { timeout = 120_000 } = {}) {
   await page.waitForFunction(() => window.skinlens !== undefined, null, { timeout });
-  // The outcome is recorded in the page and polled for. Awaiting the page's promise over the
-  // DevTools protocol failed now and then with the 1.3.0 model on the CPU path ("Resulting
-  // promise was garbage collected"; Chromium holds an awaited promise weakly), though `ready`
-  // resolves.
   await page.evaluate(() => {
     window.skinlens.ready.then(
       (value) => { window.__skinlensReadyOutcome = { value }; },

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { REPO, DIST, startServer, launchBrowser, openPage } from './harness.mjs';
+import { REPO, DIST, startServer, launchBrowser, openPage, waitForReady } from './harness.mjs';
 import { writeFixtures } from './fixtures.mjs';
 
 const ARTEFACTS = join(REPO, 'test-results/e2e');
@@ -353,7 +353,7 @@ test('an engine that cannot start says so, and a browser without wasm SIMD is to
     await fresh.page.waitForSelector('#page-error:not([hidden])', { timeout: 60_000 });
     assert.match(await fresh.page.textContent('#page-error'), /^The classifier could not start: the engine could not be downloaded \(\/pkg-relaxed\/skinlens_web_bg.wasm: HTTP 404\)/);
     assert.ok(await fresh.page.isHidden('#loading'));
-    const rejected = await fresh.page.evaluate(() => window.skinlens.ready.then(() => null, (e) => e.message));
+    const rejected = await waitForReady(fresh.page).then(() => null, (e) => e.message);
     assert.ok(rejected, 'ready should reject');
 
     // WebAssembly SIMD cannot be switched off in Chromium, so stand in for such a browser by
@@ -378,7 +378,7 @@ test('offline: the service worker serves page, engine and model with the network
   });
   // The first visit was not controlled; a reload is, and from then on the cache answers.
   await page.reload();
-  await page.evaluate(() => window.skinlens.ready);
+  await waitForReady(page);
   assert.ok(await page.evaluate(() => navigator.serviceWorker.controller !== null), 'page is not controlled by the service worker');
   await browser.context.setOffline(true);
   try {

@@ -12,7 +12,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } fr
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, DIST, startServer, launchBrowser, openPage } from './harness.mjs';
+import { REPO, DIST, startServer, launchBrowser, openPage, waitForReady } from './harness.mjs';
 import { pickHam10000Images } from './fixtures.mjs';
 import { flatColours, screenshots, textPages } from './unusual-images.mjs';
 
@@ -141,7 +141,7 @@ test('desktop 1280: whole image with the square marked, a readable heat map, sho
 test('phone 390 and 320: one column, model card folded, no sideways scrolling, no serious axe violation', async () => {
   await page.setViewportSize(PHONE);
   await page.reload();
-  await page.evaluate(() => window.skinlens.ready);
+  await waitForReady(page);
   assert.equal(await page.evaluate(() => document.getElementById('model-card').open), false);
   await pick([unusual[1]]);
   assert.ok(await page.isVisible('#ood-warning'));
@@ -160,7 +160,7 @@ test('phone 390 and 320: one column, model card folded, no sideways scrolling, n
 
 test('keyboard only: choose files, select a row, switch the heat map, save the result', async () => {
   await page.reload();
-  await page.evaluate(() => window.skinlens.ready);
+  await waitForReady(page);
   // Tab from the top of the page to the file input (the OS file dialog itself is outside the page).
   let reached = false;
   for (let i = 0; i < 12 && !reached; i++) {
@@ -239,7 +239,7 @@ test('kiosk: camera first, large touch targets, no downloads, results cleared af
   try {
     await kioskPage.goto(`${server.url}?kiosk=1&idle=3`);
     await kioskPage.waitForFunction(() => window.skinlens !== undefined);
-    const info = await kioskPage.evaluate(() => window.skinlens.ready);
+    const info = await waitForReady(kioskPage);
     assert.equal(info.kiosk, true);
     await kioskPage.waitForFunction(() => document.getElementById('viewfinder').videoWidth > 0, null, { timeout: 30_000 });
     assert.ok(await kioskPage.isHidden('#drop-zone'), 'the camera is the main input');
@@ -270,7 +270,7 @@ test('a new deployment is picked up: the page says an update is ready, and reloa
     await openPage(other, deploy.url);
     await other.evaluate(() => navigator.serviceWorker.ready);
     await other.reload();
-    await other.evaluate(() => window.skinlens.ready);
+    await waitForReady(other);
     assert.ok(await other.evaluate(() => navigator.serviceWorker.controller !== null));
     assert.ok(await other.isHidden('#update-notice'));
 
@@ -281,12 +281,12 @@ test('a new deployment is picked up: the page says an update is ready, and reloa
 
     // The old build still serves this load (from its cache) and notices the new one.
     await other.reload();
-    await other.evaluate(() => window.skinlens.ready);
+    await waitForReady(other);
     await other.waitForSelector('#update-notice:not([hidden])', { timeout: 60_000 });
     assert.equal(await other.evaluate(() => document.querySelector('meta[name=skinlens-deployment]')), null);
     await Promise.all([other.waitForEvent('load', { timeout: 60_000 }), other.click('#update-reload')]);
     await other.waitForFunction(() => document.querySelector('meta[name=skinlens-deployment]')?.content === 'second', null, { timeout: 60_000 });
-    await other.evaluate(() => window.skinlens.ready);
+    await waitForReady(other);
     assert.ok(await other.isHidden('#update-notice'));
   } finally {
     await other.close();
