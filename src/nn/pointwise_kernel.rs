@@ -171,23 +171,22 @@ impl SharedOut {
     }
 }
 
+/// Output columns (pixels) per register tile of the native kernel: three 16-lane vectors. With
+/// 8 output channels that is 24 accumulators, plus 3 column vectors and a broadcast weight: 28
+/// of the 32 registers. Each column vector loaded serves 8 multiply-adds (4 with one panel), so
+/// the stream of `x` from L2 stays under what the FMA units consume.
+const TILE_COLUMNS: usize = 48;
+
 /// Columns per block of `x` in the native kernel: about 64 KiB of `x`, in whole tiles.
 fn block_columns(c_in: usize) -> usize {
-    const TILE: usize = 48;
-    ((16 * 1024 / c_in.max(1)) / TILE).max(1) * TILE
+    ((16 * 1024 / c_in.max(1)) / TILE_COLUMNS).max(1) * TILE_COLUMNS
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::PANEL_ROWS;
-
-    /// Output columns (pixels) per tile: three 16-lane vectors. With 8 output channels that is
-    /// 24 accumulators, plus 3 column vectors and a broadcast weight: 28 of the 32 registers.
-    /// Each column vector loaded serves 8 multiply-adds (4 with one panel), so the stream of
-    /// `x` from L2 stays under what the FMA units consume.
-    const TILE_COLUMNS: usize = 48;
+    use super::{PANEL_ROWS, TILE_COLUMNS};
 
     /// Up to 8 output channels (`bias.len()`; `weights` holds their one or two packed panels)
     /// over the columns `block`, in tiles of 48 columns (the last one masked).
