@@ -4,7 +4,7 @@
 //! candle's `conv2d` with `groups = C` runs one convolution per channel and concatenates the
 //! results (up to 1,152 per layer here). This kernel walks each channel plane once instead:
 //! one padded copy ([`super::phases`]), then every output is a sum over the taps of contiguous
-//! shifted runs ([`super::tap_sum`]: AVX2 + FMA when the CPU has it, SIMD128 on wasm).
+//! shifted runs ([`super::tap_sum`]: AVX-512 or AVX2 + FMA when the CPU has it, SIMD128 on wasm).
 
 use std::mem::MaybeUninit;
 
