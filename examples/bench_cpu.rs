@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use skinlens_core::model::workers::in_worker;
 use skinlens_core::model::{EfficientNetLite, FoldedNetwork};
 use skinlens_core::nn::depthwise::depthwise_grouped_reference;
 use skinlens_core::nn::{same_output, Activation, DepthwiseConv2d, PointwiseConv};
@@ -31,11 +32,6 @@ fn time<T>(runs: usize, warmup: usize, mut f: impl FnMut() -> T) -> Vec<f64> {
         .collect()
 }
 
-/// Runs `f` on a rayon worker, as `EfficientNetLite::features` runs its layers.
-fn on_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    rayon::scope(|_| f())
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let path = args.get(1).map(String::as_str).unwrap_or("models/skinlens.safetensors");
@@ -50,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // Each depthwise layer on an input of its real shape.
+    // Each depthwise layer on an input of its real shape, on the pool as a pass runs it.
     let (mut fast_total, mut grouped_total) = (0.0, 0.0);
     // Each 1×1 convolution (expand, project, head) on an input of its real shape; per-layer
     // GMAC/s on stderr with SKINLENS_BENCH_LAYERS=1.
@@ -70,7 +66,7 @@ fn main() -> anyhow::Result<()> {
         let (c_out, c_in) = (conv.weight.dim(0)?, conv.weight.dim(1)?);
         let input = Tensor::randn(0f32, 1.0, (1, c_in, hw, hw), &Device::Cpu)?;
         let layer = PointwiseConv::new(&conv.weight, &conv.bias, Activation::Relu6)?;
-        let ms = median_ms(on_pool(|| time(runs, 3, || layer.forward(&input).unwrap()))).0;
+        let ms = median_ms(in_worker(|| time(runs, 3, || layer.forward(&input).unwrap()))).0;
         let macs = (c_in * c_out * hw * hw) as f64;
         if verbose {
             eprintln!("pointwise {c_in:>4} -> {c_out:>4} at {hw:>3}x{hw:<3} {ms:>7.3} ms {:>6.1} GMAC/s", macs / ms / 1e6);
@@ -84,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         let input = Tensor::randn(0f32, 1.0, (1, c, hw, hw), &Device::Cpu)?;
         let (w, b, s) = (&block.depthwise.weight, &block.depthwise.bias, block.spec.stride);
         let kernel = DepthwiseConv2d::new(w, b, s, Activation::Relu6)?;
-        let ms = median_ms(on_pool(|| time(runs, 3, || kernel.forward(&input).unwrap()))).0;
+        let ms = median_ms(in_worker(|| time(runs, 3, || kernel.forward(&input).unwrap()))).0;
         if verbose {
             eprintln!("depthwise {c:>4} k{} s{s} at {hw:>3}x{hw:<3} {ms:>7.3} ms", block.spec.kernel);
         }

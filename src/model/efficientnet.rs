@@ -2,6 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
+use super::workers::in_worker;
 use super::{FoldedNetwork, MbConv, ModelConfig};
 use crate::nn::{Activation, Conv2dSame, PointwiseConv};
 
@@ -46,10 +47,9 @@ impl EfficientNetLite {
 
     /// `[N, 3, H, W]` normalised input → head features `[N, C_head, h, w]`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        // The whole pass runs on one of rayon's workers, so each layer's parallel loop is
-        // shared with the other workers directly; called from outside the pool, every layer
-        // would be handed over and waited for (two thread wake-ups per layer, about as long
-        // as a 7×7 layer's arithmetic).
+        // The whole pass runs on one of rayon's workers, with the others polling for its
+        // layers' tasks (see `workers`): handed over layer by layer, or to sleeping workers,
+        // each layer would wait for thread wake-ups about as long as a 7×7 layer's arithmetic.
         in_worker(|| {
             let mut h = self.stem.forward(x)?;
             for block in &self.blocks {
@@ -93,14 +93,4 @@ impl EfficientNetLite {
         let weights = self.fc_weight.get(class)?.reshape((1, c))?;
         weights.matmul(&features.reshape((c, h * w))?)?.reshape((h, w))
     }
-}
-
-/// Runs `work` on a rayon worker where there are threads to share it with (natively, more
-/// than one); else right here.
-fn in_worker<T: Send>(work: impl FnOnce() -> T + Send) -> T {
-    #[cfg(not(target_arch = "wasm32"))]
-    if rayon::current_num_threads() > 1 {
-        return rayon::scope(|_| work());
-    }
-    work()
 }

@@ -6,6 +6,7 @@ pub mod efficientnet;
 pub mod mbconv;
 pub mod members;
 pub mod weights;
+pub mod workers;
 
 pub use config::{BlockSpec, ModelConfig};
 pub use efficientnet::{EfficientNetLite, Trace};
