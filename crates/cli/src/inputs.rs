@@ -11,12 +11,15 @@ pub fn is_image_name(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
+/// A path to classify, or one that could not be listed and why.
+pub type Entry = Result<PathBuf, (PathBuf, String)>;
+
 /// What the command line names: every path to classify, and the files a folder walk passed over.
 #[derive(Debug, Default)]
 pub struct Inputs {
     /// Named files as given, folders walked recursively in sorted order. Unreadable folders
     /// become errors in the list, not a stop.
-    pub paths: Vec<Result<PathBuf, (PathBuf, String)>>,
+    pub paths: Vec<Entry>,
     /// Files inside the folders whose extension is not an image's (e.g. `.svg`, `.txt`), so the
     /// summary can say what was not looked at.
     pub skipped: Vec<PathBuf>,

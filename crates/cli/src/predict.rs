@@ -1,8 +1,9 @@
 //! `skinlens predict`: stream images through the model and report each one's classes.
 //!
-//! Images are read, decoded and classified a small batch at a time, so a folder of thousands
-//! never sits in memory. A bad file is reported (naming it and the reason) and skipped; the
-//! exit code says whether any failed.
+//! Images are read, decoded and classified a few at a time, so a folder of thousands never sits
+//! in memory: each worker thread takes its own images through decode and a pass of their own
+//! (one image per pass by default: its activations stay in cache). A bad file is reported
+//! (naming it and the reason) and skipped; the exit code says whether any failed.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -34,8 +35,9 @@ pub struct PredictArgs {
     /// three mirror images, 4 passes), `none`; e.g. `--tta=none`. A bare `--tta` means flips.
     #[arg(long, value_enum, default_value_t = TtaChoice::Model, num_args = 0..=1, require_equals = true, default_missing_value = "flips")]
     tta: TtaChoice,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Images per forward pass (each worker thread runs passes of its own). One keeps a pass's
+    /// activations in cache: 300 images took 2.8 s on one thread, against 3.4 s with 8 per pass.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     batch: u16,
     /// Image files and/or folders (searched recursively for images).
     #[arg(required = true, value_name = "FILES_OR_FOLDERS")]
@@ -72,23 +74,16 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
             .expect("valid template"),
     );
     let mut failures = 0usize;
-    for chunk in paths.chunks(usize::from(args.batch)) {
-        // Read and decode in parallel; keep the input order.
-        let prepared: Vec<(PathBuf, Result<PreparedViews, String>)> = chunk
-            .par_iter()
-            .map(|entry| match entry {
-                Ok(path) => (path.clone(), prepare(path, &ensemble.classifier)),
-                Err((path, reason)) => (path.clone(), Err(reason.clone())),
-            })
-            .collect();
-        let good: Vec<&PreparedViews> = prepared.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
-        let mut probabilities = if good.is_empty() { Vec::new() } else { ensemble.probabilities(&good)? }.into_iter();
-        for (path, outcome) in &prepared {
+    let batch = usize::from(args.batch);
+    // A few passes per thread between reports, so the threads stay busy and the output keeps
+    // the input order.
+    let chunk_len = batch * rayon::current_num_threads() * 4;
+    for chunk in paths.chunks(chunk_len) {
+        let answers: Vec<Vec<(PathBuf, Result<Vec<f32>, String>)>> =
+            chunk.par_chunks(batch).map(|images| classify(images, &ensemble)).collect::<Result<_>>()?;
+        for (path, outcome) in answers.iter().flatten() {
             match outcome {
-                Ok(_) => {
-                    let p = probabilities.next().expect("one row per decoded image");
-                    progress.suspend(|| report(&mut sinks, &ensemble.classes, path, &p))?;
-                }
+                Ok(p) => progress.suspend(|| report(&mut sinks, &ensemble.classes, path, p))?,
                 Err(reason) => {
                     failures += 1;
                     progress.suspend(|| report_failure(&sinks, path, reason));
@@ -113,6 +108,27 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Decode `images` and classify the readable ones in one pass: each image's probabilities, or
+/// why it could not be read. An error of the model itself ends the run.
+fn classify(images: &[inputs::Entry], ensemble: &Ensemble) -> Result<Vec<(PathBuf, Result<Vec<f32>, String>)>> {
+    let prepared: Vec<(PathBuf, Result<PreparedViews, String>)> = images
+        .iter()
+        .map(|entry| match entry {
+            Ok(path) => (path.clone(), prepare(path, &ensemble.classifier)),
+            Err((path, reason)) => (path.clone(), Err(reason.clone())),
+        })
+        .collect();
+    let good: Vec<&PreparedViews> = prepared.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let mut probabilities = if good.is_empty() { Vec::new() } else { ensemble.probabilities(&good)? }.into_iter();
+    Ok(prepared
+        .into_iter()
+        .map(|(path, outcome)| {
+            let answer = outcome.map(|_| probabilities.next().expect("one row per decoded image"));
+            (path, answer)
+        })
+        .collect())
 }
 
 fn prepare(path: &Path, classifier: &Classifier) -> Result<PreparedViews, String> {

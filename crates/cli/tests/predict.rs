@@ -83,6 +83,49 @@ fn bad_files_are_named_and_the_rest_completes() {
 }
 
 #[test]
+fn answers_and_their_order_do_not_depend_on_batch_size_or_threads() {
+    let dir = scratch("order");
+    let mut all: Vec<_> = std::fs::read_dir(shared_images()).unwrap().map(|e| e.unwrap().path()).collect();
+    all.sort();
+    // Eleven real images with unreadable files among them, so passes are uneven and some
+    // batches hold failures.
+    for (i, path) in all.iter().take(11).enumerate() {
+        std::fs::copy(path, dir.join(format!("{i:02}.jpg"))).unwrap();
+        if i % 4 == 1 {
+            std::fs::write(dir.join(format!("{i:02}b_broken.jpg")), b"not a JPEG").unwrap();
+        }
+    }
+    let run = |threads: &str, batch: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_skinlens"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["predict", "--json", "--batch", batch, dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        json_lines(&out.stdout)
+    };
+    let one_by_one = run("1", "1");
+    assert_eq!(one_by_one.len(), 14);
+    let names: Vec<&str> = one_by_one.iter().map(|l| l["file"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "input order");
+    for (threads, batch) in [("2", "1"), ("2", "3"), ("3", "4")] {
+        let other = run(threads, batch);
+        assert_eq!(other.len(), one_by_one.len(), "{threads} threads, batch {batch}");
+        for (a, b) in one_by_one.iter().zip(&other) {
+            assert_eq!(a["file"], b["file"], "{threads} threads, batch {batch}: order");
+            assert_eq!(a.get("error").is_some(), b.get("error").is_some(), "{}", a["file"]);
+            if let (Some(p), Some(q)) = (a["probabilities"].as_object(), b["probabilities"].as_object()) {
+                for (class, v) in p {
+                    let diff = (v.as_f64().unwrap() - q[class].as_f64().unwrap()).abs();
+                    assert!(diff < 1e-5, "{} {class}: {diff} ({threads} threads, batch {batch})", a["file"]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn csv_is_in_isic_2018_order_and_matches_json() {
     let dir = scratch("csv");
     let csv_path = dir.join("submission.csv");
