@@ -79,7 +79,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     // the input order.
     let chunk_len = batch * rayon::current_num_threads() * 4;
     for chunk in paths.chunks(chunk_len) {
-        let answers: Vec<Vec<(PathBuf, Result<Vec<f32>, String>)>> =
+        let answers: Vec<Vec<Answer>> =
             chunk.par_chunks(batch).map(|images| classify(images, &ensemble)).collect::<Result<_>>()?;
         for (path, outcome) in answers.iter().flatten() {
             match outcome {
@@ -110,9 +110,12 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Decode `images` and classify the readable ones in one pass: each image's probabilities, or
-/// why it could not be read. An error of the model itself ends the run.
-fn classify(images: &[inputs::Entry], ensemble: &Ensemble) -> Result<Vec<(PathBuf, Result<Vec<f32>, String>)>> {
+/// One image's probabilities, or why it could not be read.
+type Answer = (PathBuf, Result<Vec<f32>, String>);
+
+/// Decode `images` and classify the readable ones in one pass. An error of the model itself
+/// ends the run.
+fn classify(images: &[inputs::Entry], ensemble: &Ensemble) -> Result<Vec<Answer>> {
     let prepared: Vec<(PathBuf, Result<PreparedViews, String>)> = images
         .iter()
         .map(|entry| match entry {

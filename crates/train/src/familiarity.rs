@@ -76,7 +76,7 @@ pub fn run(options: &FitOptions) -> Result<()> {
     // The first member's own view (its size and colour constancy): its features are the ones checked.
     let spec = classifier.members()[0].input_spec();
     let classes = classifier.metadata().classes.clone();
-    let (train, val, test, roots) = split_records(options, &classes)?;
+    let SplitRecords { train, val, test, roots } = split_records(options, &classes)?;
     let train = subsample(train, options.max_train, options.seed);
     eprintln!("lesion-grouped split: fitting on {} training images, threshold on {} validation, measuring on {} test", train.len(), val.len(), test.len());
 
@@ -159,12 +159,19 @@ pub fn run(options: &FitOptions) -> Result<()> {
 }
 
 /// Train, validation and test records, and the image roots.
-fn split_records(options: &FitOptions, classes: &[String]) -> Result<(Vec<Record>, Vec<Record>, Vec<Record>, Vec<PathBuf>)> {
+struct SplitRecords {
+    train: Vec<Record>,
+    val: Vec<Record>,
+    test: Vec<Record>,
+    roots: Vec<PathBuf>,
+}
+
+fn split_records(options: &FitOptions, classes: &[String]) -> Result<SplitRecords> {
     if let Some(run) = &options.run {
         let (train, data) = run_part(run, "train", classes)?;
         let (val, _) = run_part(run, "val", classes)?;
         let (test, _) = run_part(run, "test", classes)?;
-        return Ok((train, val, test, data.roots()));
+        return Ok(SplitRecords { train, val, test, roots: data.roots() });
     }
     ensure!(options.data.data.is_some() || options.data.ground_truth.is_some(), "give --run DIR or --data DIR (e.g. ../shared/data/ham10000)");
     ensure!(classes.iter().map(String::as_str).eq(HAM10000_CLASSES.iter().copied()), "the model's classes {classes:?} are not HAM10000's; use --run");
@@ -174,7 +181,7 @@ fn split_records(options: &FitOptions, classes: &[String]) -> Result<(Vec<Record
     let records: Vec<Record> = records.into_iter().filter(|r| locate(&roots, &r.image_id).is_some()).collect();
     let plan = SplitPlan { seed: options.seed, val_fraction: options.val_fraction, test_fraction: options.test_fraction, fold: None };
     let parts = split(&records, classes, &plan)?;
-    Ok((parts.train, parts.val, parts.test, roots))
+    Ok(SplitRecords { train: parts.train, val: parts.val, test: parts.test, roots })
 }
 
 fn subsample(mut records: Vec<Record>, limit: usize, seed: u64) -> Vec<Record> {
