@@ -43,7 +43,8 @@ pub struct EvaluateArgs {
     /// Bootstrap rounds for the 95 % confidence intervals (0: none).
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
-    #[arg(long, default_value_t = 32)]
+    /// Images per forward pass (each worker thread runs passes of its own).
+    #[arg(long, default_value_t = skinlens_train::evaluate::IMAGES_PER_PASS)]
     pub batch: usize,
 }
 

@@ -104,12 +104,22 @@ pub struct Evaluation {
 
 /// The probabilities `classifier` answers for `images` (every member, every view), `batch` at a time.
 pub fn ensemble_probabilities(classifier: &Classifier, images: &[PreparedViews], batch: usize) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(images.len());
-    for chunk in images.chunks(batch.max(1)) {
+    in_passes(images, batch, |chunk| {
         let refs: Vec<&PreparedViews> = chunk.iter().collect();
-        out.extend(classifier.classify(&refs)?.into_iter().map(|c| c.probabilities));
-    }
-    Ok(out)
+        Ok(classifier.classify(&refs)?.into_iter().map(|c| c.probabilities).collect())
+    })
+}
+
+/// Images per forward pass when scoring a set: one keeps a pass's activations in cache
+/// (`skinlens predict` over 300 images: 2.8 s on one thread, 3.4 s with 8 per pass).
+pub const IMAGES_PER_PASS: usize = 1;
+
+/// `pass` over `items` in passes of `batch`, the passes spread over rayon's workers (each one
+/// a thread's own, rather than every layer of one pass split between threads); the answers
+/// in input order.
+pub fn in_passes<I: Sync, T: Send>(items: &[I], batch: usize, pass: impl Fn(&[I]) -> Result<Vec<T>> + Sync) -> Result<Vec<T>> {
+    let answers: Vec<Vec<T>> = items.par_chunks(batch.max(1)).map(|chunk| pass(chunk)).collect::<Result<_>>()?;
+    Ok(answers.into_iter().flatten().collect())
 }
 
 /// Metrics, lesion-bootstrap intervals and calibration error of `probabilities`.

@@ -28,7 +28,7 @@ use skinlens_core::preprocess::{input_tensor, prepare_decoded_as, InputSpec, Pre
 use skinlens_core::{Classifier, FoldedNetwork, TestTimeAugmentation};
 
 use crate::data::records::Record;
-use crate::evaluate::{assess, ensemble_probabilities, load_labelled, print_summary, run_part, Evaluation};
+use crate::evaluate::{assess, ensemble_probabilities, in_passes, load_labelled, print_summary, run_part, Evaluation, IMAGES_PER_PASS};
 use crate::metrics::calibration::{expected_calibration_error, fit_temperature, softmax_t};
 use crate::metrics::classification::{evaluate as score, Report};
 use crate::train::run_state::{RunFiles, RunState, TrainConfig};
@@ -215,16 +215,14 @@ fn training_prior(run: &Path, classes: &[String], over_rate: f64) -> Result<Vec<
     Ok(mass.into_iter().map(|m| m / total).collect())
 }
 
-/// Logits of a folded network on prepared images (no temperature), 32 at a time.
+/// Logits of a folded network on prepared images (no temperature).
 fn logits(net: &FoldedNetwork, images: &[PreparedImage]) -> Result<Vec<Vec<f32>>> {
     let classifier = Classifier::from_network(net)?;
-    let mut out = Vec::with_capacity(images.len());
-    for chunk in images.chunks(32) {
+    in_passes(images, IMAGES_PER_PASS, |chunk| {
         let views: Vec<_> = chunk.iter().map(|p| &p.model_view).collect();
         let x = input_tensor(&views, &Device::Cpu)?;
-        out.extend(classifier.model().forward(&x)?.to_vec2::<f32>()?);
-    }
-    Ok(out)
+        Ok(classifier.model().forward(&x)?.to_vec2::<f32>()?)
+    })
 }
 
 fn hardware() -> String {
@@ -568,9 +566,9 @@ pub fn run(options: &ExportOptions) -> Result<()> {
     // Views, on validation, through the file just written (what every front end will run).
     let one_pass = load_written(&options.out, Some(TestTimeAugmentation::None))?;
     let val = load_labelled(&val_records, &roots, |rgb| one_pass.prepare_decoded(rgb))?;
-    let val_plain = assess(ensemble_probabilities(&one_pass, &val.images, 32)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
+    let val_plain = assess(ensemble_probabilities(&one_pass, &val.images, IMAGES_PER_PASS)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
     let flips = load_written(&options.out, Some(TestTimeAugmentation::Flips))?;
-    let val_tta = assess(ensemble_probabilities(&flips, &val.images, 32)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
+    let val_tta = assess(ensemble_probabilities(&flips, &val.images, IMAGES_PER_PASS)?, &val.records, &classes, 0, String::new(), "val", &val.skips);
     drop(val);
     eprintln!("flip TTA on validation: balanced accuracy {:.4} → {:.4}, macro AUC {:.4} → {:.4}", val_plain.metrics.balanced_accuracy, val_tta.metrics.balanced_accuracy, val_plain.metrics.macro_auc, val_tta.metrics.macro_auc);
     let views = match options.tta.as_str() {
@@ -591,14 +589,21 @@ pub fn run(options: &ExportOptions) -> Result<()> {
     let classifier = &shipped_model;
     let (test_records, _) = run_part(&options.run, "test", &classes)?;
     let test = load_labelled(&test_records, &roots, |rgb| shipped_model.prepare_decoded(rgb))?;
-    let mut per_member: Vec<Vec<Vec<f32>>> = vec![Vec::new(); classifier.members().len()];
-    let mut whole = Vec::new();
-    for chunk in test.images.chunks(32) {
+    // Per image: the whole's probabilities, then each member's.
+    let answers = in_passes(&test.images, IMAGES_PER_PASS, |chunk| {
         let inputs = classifier.input_tensors(&chunk.iter().collect::<Vec<_>>())?;
-        let answers = classifier.classify_members(&inputs)?;
-        whole.extend(classifier.combine_batch(&answers).into_iter().map(|c| c.probabilities));
-        for (out, member) in per_member.iter_mut().zip(answers) {
-            out.extend(member.into_iter().map(|c| c.probabilities));
+        let members = classifier.classify_members(&inputs)?;
+        let whole = classifier.combine_batch(&members);
+        Ok((0..chunk.len())
+            .map(|i| (whole[i].probabilities.clone(), members.iter().map(|m| m[i].probabilities.clone()).collect::<Vec<_>>()))
+            .collect())
+    })?;
+    let mut per_member: Vec<Vec<Vec<f32>>> = vec![Vec::new(); classifier.members().len()];
+    let mut whole = Vec::with_capacity(answers.len());
+    for (image_whole, image_members) in answers {
+        whole.push(image_whole);
+        for (out, p) in per_member.iter_mut().zip(image_members) {
+            out.push(p);
         }
     }
     let test_eval = assess(whole, &test.records, &classes, options.bootstrap, options.out.display().to_string(), "test", &test.skips);

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use skinlens_core::{EfficientNetLite, FoldedNetwork};
 
 use crate::data::augment::evaluation_view;
+use crate::evaluate::{in_passes, IMAGES_PER_PASS};
 
 /// Normalised HWC evaluation views of `images` at `size`, computed once per run.
 pub struct EvalSet {
@@ -33,16 +34,20 @@ pub fn nchw(views: &[&Vec<f32>], size: usize) -> Result<Tensor> {
 /// (mean of the logits' softmax is left to the caller: this returns raw logits per flip).
 pub fn logits(net: &FoldedNetwork, set: &EvalSet, batch: usize, flips: &[&[usize]]) -> Result<Vec<Vec<Vec<f32>>>> {
     let model = EfficientNetLite::new(net)?;
-    let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(set.views.len()); flips.len()];
-    for chunk in set.views.chunks(batch) {
+    // Per image: its logits under each flip.
+    let per_image = in_passes(&set.views, batch, |chunk| {
         let refs: Vec<&Vec<f32>> = chunk.iter().collect();
         let x = nchw(&refs, set.size)?;
-        for (f, dims) in flips.iter().enumerate() {
-            let xf = if dims.is_empty() { x.clone() } else { x.flip(dims)? };
-            out[f].extend(model.forward(&xf)?.to_vec2::<f32>()?);
-        }
-    }
-    Ok(out)
+        let per_flip = flips
+            .iter()
+            .map(|dims| {
+                let xf = if dims.is_empty() { x.clone() } else { x.flip(dims)? };
+                Ok(model.forward(&xf)?.to_vec2::<f32>()?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((0..chunk.len()).map(|i| per_flip.iter().map(|f| f[i].clone()).collect::<Vec<_>>()).collect())
+    })?;
+    Ok((0..flips.len()).map(|f| per_image.iter().map(|image| image[f].clone()).collect()).collect())
 }
 
 /// Softmax of `logits / temperature`.
@@ -55,5 +60,5 @@ pub fn softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
 
 /// Probabilities of the folded network (no TTA, temperature 1).
 pub fn probabilities(net: &FoldedNetwork, set: &EvalSet) -> Result<Vec<Vec<f32>>> {
-    Ok(logits(net, set, 64, &[&[]])?.remove(0).iter().map(|l| softmax(l, 1.0)).collect())
+    Ok(logits(net, set, IMAGES_PER_PASS, &[&[]])?.remove(0).iter().map(|l| softmax(l, 1.0)).collect())
 }
