@@ -118,7 +118,7 @@ pub const IMAGES_PER_PASS: usize = 1;
 /// a thread's own, rather than every layer of one pass split between threads); the answers
 /// in input order.
 pub fn in_passes<I: Sync, T: Send>(items: &[I], batch: usize, pass: impl Fn(&[I]) -> Result<Vec<T>> + Sync) -> Result<Vec<T>> {
-    let answers: Vec<Vec<T>> = items.par_chunks(batch.max(1)).map(|chunk| pass(chunk)).collect::<Result<_>>()?;
+    let answers: Vec<Vec<T>> = items.par_chunks(batch.max(1)).map(&pass).collect::<Result<_>>()?;
     Ok(answers.into_iter().flatten().collect())
 }
 
