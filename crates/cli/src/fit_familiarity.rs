@@ -46,7 +46,8 @@ pub struct FitFamiliarityArgs {
     /// Write the full report (rates, per-image outlier scores) as JSON here.
     #[arg(long, value_name = "JSON")]
     pub report: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
+    /// Images per forward pass (each worker thread runs passes of its own).
+    #[arg(long, default_value_t = skinlens_train::evaluate::IMAGES_PER_PASS)]
     pub batch: usize,
     /// Also write every pooled feature vector used (little-endian f32, 1 file per set) here,
     /// for studying other detectors.

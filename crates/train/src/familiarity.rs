@@ -30,7 +30,7 @@ use crate::data::dataset::DataArgs;
 use crate::data::images::locate;
 use crate::data::records::Record;
 use crate::data::split::{split, SplitPlan};
-use crate::evaluate::{load_labelled, run_part};
+use crate::evaluate::{in_passes, load_labelled, run_part};
 
 /// What `run` does (`skinlens fit-familiarity`'s options: see its `--help` for each one's meaning).
 #[derive(Debug, Clone)]
@@ -192,17 +192,14 @@ fn subsample(mut records: Vec<Record>, limit: usize, seed: u64) -> Vec<Record> {
     records
 }
 
-/// Pooled head features of the first network, first view, `batch` images at a time.
+/// Pooled head features of the first network, first view, in passes of `batch` images spread
+/// over the worker threads.
 fn pooled_batches(classifier: &Classifier, images: &[PreparedImage], batch: usize) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(images.len());
-    for chunk in images.chunks(batch.max(1)) {
+    in_passes(images, batch, |chunk| {
         let views: Vec<_> = chunk.iter().map(|p| &p.model_view).collect();
         let features = classifier.model().features(&input_tensor(&views, &Device::Cpu)?)?;
-        for i in 0..chunk.len() {
-            out.push(pooled_features(&features.narrow(0, i, 1)?)?);
-        }
-    }
-    Ok(out)
+        (0..chunk.len()).map(|i| Ok(pooled_features(&features.narrow(0, i, 1)?)?)).collect()
+    })
 }
 
 fn scores(check: &FamiliarityCheck, features: &[Vec<f32>]) -> Result<Vec<f32>> {
