@@ -136,11 +136,18 @@ fn native(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, weight: &Pack
         }
     };
     // As few tasks as MIN_OUTPUTS_PER_TASK allows, evened out (24 pairs in tasks of 21 would
-    // leave one thread 3).
+    // leave one thread 3) and a whole number per thread (7 tasks on 2 threads is 4 against 3).
     let tasks = pairs.div_ceil(MIN_OUTPUTS_PER_TASK.div_ceil(pair_rows * columns).max(1));
+    let tasks = if tasks > 1 { tasks.div_ceil(threads.max(1)) * threads.max(1) } else { tasks };
     let pairs_per_task = pairs.div_ceil(tasks.max(1));
     if threads > 1 && blocks.len() >= 2 * threads {
-        blocks.par_iter().for_each(|block| run(0..pairs, block.clone()));
+        // One contiguous group of column blocks per thread.
+        let per_thread = blocks.len().div_ceil(threads);
+        blocks.par_chunks(per_thread).for_each(|group| {
+            for block in group {
+                run(0..pairs, block.clone());
+            }
+        });
     } else if threads > 1 && pairs > pairs_per_task {
         (0..pairs.div_ceil(pairs_per_task)).into_par_iter().for_each(|task| {
             let mine = task * pairs_per_task..((task + 1) * pairs_per_task).min(pairs);
