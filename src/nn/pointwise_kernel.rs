@@ -141,11 +141,13 @@ fn native(out: &mut [MaybeUninit<f32>], x: &[f32], columns: usize, weight: &Pack
     let tasks = if tasks > 1 { tasks.div_ceil(threads.max(1)) * threads.max(1) } else { tasks };
     let pairs_per_task = pairs.div_ceil(tasks.max(1));
     if threads > 1 && blocks.len() >= 2 * threads {
-        // One contiguous group of column blocks per thread.
-        let per_thread = blocks.len().div_ceil(threads);
-        blocks.par_chunks(per_thread).for_each(|group| {
-            for block in group {
-                run(0..pairs, block.clone());
+        // One contiguous share of the columns per thread (whole vectors, the last one shorter),
+        // walked in blocks.
+        let share = columns.div_ceil(threads).div_ceil(16) * 16;
+        (0..threads).into_par_iter().for_each(|thread| {
+            let mine = (thread * share).min(columns)..((thread + 1) * share).min(columns);
+            for start in mine.clone().step_by(block_columns) {
+                run(0..pairs, start..(start + block_columns).min(mine.end));
             }
         });
     } else if threads > 1 && pairs > pairs_per_task {
@@ -408,8 +410,9 @@ mod tests {
             .collect()
     }
 
-    /// The shapes reach every native path on two threads: one task, column-block tasks
-    /// (40 × 144 × 784) and output-pair tasks with a last pair of 3 rows (203 × 64 × 49).
+    /// The shapes reach every native path on two and three threads: one task, column shares
+    /// (40 × 144 × 784; 17 × 200 × 196, whose shares end inside a block) and output-pair tasks
+    /// with a last pair of 3 rows (203 × 64 × 49).
     #[test]
     fn matches_a_double_precision_product_on_random_shapes() {
         if !available() {
@@ -417,11 +420,11 @@ mod tests {
             return;
         }
         for (case, &(c_out, c_in, columns)) in
-            [(1, 1, 1), (3, 5, 17), (4, 16, 64), (5, 7, 65), (9, 33, 130), (24, 96, 49), (13, 3, 200), (40, 144, 784), (203, 64, 49)].iter().enumerate()
+            [(1, 1, 1), (3, 5, 17), (4, 16, 64), (5, 7, 65), (9, 33, 130), (24, 96, 49), (13, 3, 200), (40, 144, 784), (17, 200, 196), (203, 64, 49)].iter().enumerate()
         {
             let (w, x, b, r) = (values(c_out * c_in, 1), values(c_in * columns, 2), values(c_out, 3), values(c_out * columns, 4));
             let packed = PackedWeight::new(&w, c_out, c_in);
-            for (residual, relu6, threads) in [(false, false, 1), (true, false, 2), (false, true, 2), (true, true, 1)] {
+            for (residual, relu6, threads) in [(false, false, 1), (true, false, 2), (false, true, 2), (true, true, 1), (true, true, 3)] {
                 // NaN where the kernel fails to write.
                 let mut out = vec![MaybeUninit::new(f32::NAN); c_out * columns];
                 let epilogue = Epilogue { bias: &b, residual: residual.then_some(&r[..]), relu6 };
