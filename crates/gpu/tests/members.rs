@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use skinlens_core::model::{Member, ModelFile};
-use skinlens_core::{Classifier, FoldedNetwork};
+use skinlens_core::Classifier;
 use skinlens_gpu::{self_check_input, GpuEngine};
 
 const PROBABILITY_TOLERANCE: f32 = 1e-4;
