@@ -54,7 +54,7 @@ for r in runs:
     change = " ".join(f"{k} {v}".strip() for k, v in ours.items() if k != "--out" and theirs.get(k) != v) or "(the base recipe)"
     b, l = r["best"], r["last"]
     delta = ""
-    if base and r is not base:
+    if base and r is not base and r["done"]:
         delta = f"{b['val_balanced_accuracy'] - base['best']['val_balanced_accuracy']:+.3f}, {l['val_balanced_accuracy'] - base['last']['val_balanced_accuracy']:+.3f}"
     status = "" if r["done"] else " (running)"
     print(
