@@ -34,20 +34,17 @@ pub fn nchw(views: &[&Vec<f32>], size: usize) -> Result<Tensor> {
 /// (mean of the logits' softmax is left to the caller: this returns raw logits per flip).
 pub fn logits(net: &FoldedNetwork, set: &EvalSet, batch: usize, flips: &[&[usize]]) -> Result<Vec<Vec<Vec<f32>>>> {
     let model = EfficientNetLite::new(net)?;
-    // Per image: its logits under each flip.
-    let per_image = in_passes(&set.views, batch, |chunk| {
-        let refs: Vec<&Vec<f32>> = chunk.iter().collect();
-        let x = nchw(&refs, set.size)?;
-        let per_flip = flips
-            .iter()
-            .map(|dims| {
-                let xf = if dims.is_empty() { x.clone() } else { x.flip(dims)? };
-                Ok(model.forward(&xf)?.to_vec2::<f32>()?)
+    flips
+        .iter()
+        .map(|dims| {
+            in_passes(&set.views, batch, |chunk| {
+                let refs: Vec<&Vec<f32>> = chunk.iter().collect();
+                let x = nchw(&refs, set.size)?;
+                let x = if dims.is_empty() { x } else { x.flip(dims)? };
+                Ok(model.forward(&x)?.to_vec2::<f32>()?)
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((0..chunk.len()).map(|i| per_flip.iter().map(|f| f[i].clone()).collect::<Vec<_>>()).collect())
-    })?;
-    Ok((0..flips.len()).map(|f| per_image.iter().map(|image| image[f].clone()).collect()).collect())
+        })
+        .collect()
 }
 
 /// Softmax of `logits / temperature`.
