@@ -6,7 +6,6 @@
 //! the forward pass used are kept for the running-statistics update and for the backward pass.
 //! [`batch_norm_portable`] is the same layer in candle ops (other devices; the tests' reference).
 
-use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -14,6 +13,7 @@ use rayon::prelude::*;
 use skinlens_core::nn::BN_EPS;
 
 use super::depthwise::with_cpu_f32;
+use super::par_filled;
 
 /// Rows per partial sum: fixed, so the statistics do not depend on the thread count.
 const ROWS_PER_CHUNK: usize = 1024;
@@ -91,18 +91,6 @@ fn affine(gamma: &[f32], beta: &[f32], stats: &BatchStats, istd: &[f32]) -> (Vec
 fn gated(grad: f32, z: f32, relu6: bool) -> f32 {
     let open = !relu6 | ((z > 0.0) & (z < 6.0));
     if open { grad } else { 0.0 }
-}
-
-/// A new buffer of `len` floats, filled in parallel chunks of `chunk` by `fill`, which must write
-/// every element of the chunk it is given. Skips the zero-fill `vec![0.0; len]` would do: these
-/// buffers are tens of MB and written once, so the memset was a whole extra pass over memory.
-fn par_filled(len: usize, chunk: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
-    let mut out = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len].par_chunks_mut(chunk).enumerate().for_each(|(i, part)| fill(i, part));
-    // SAFETY: the chunks cover all `len` slots and `fill` writes each slot of its chunk (every
-    // caller zips exact-size row iterators over the chunk).
-    unsafe { out.set_len(len) };
-    out
 }
 
 /// Forward on a contiguous `[M, C]` slice: the output and the batch statistics.
