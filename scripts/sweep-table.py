@@ -56,7 +56,7 @@ for r in runs:
     delta = ""
     if base and r is not base and r["done"]:
         delta = f"{b['val_balanced_accuracy'] - base['best']['val_balanced_accuracy']:+.3f}, {l['val_balanced_accuracy'] - base['last']['val_balanced_accuracy']:+.3f}"
-    status = "" if r["done"] else " (running)"
+    status = "" if r["done"] else " (unfinished)"
     print(
         f"| `{r['name']}` | `{change}` | {r['epochs']}{status} | {r['minutes']:.1f} | "
         f"{b['epoch']}: {b['val_balanced_accuracy']:.3f} / {b['val_macro_auc']:.3f} | "

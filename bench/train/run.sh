@@ -3,6 +3,7 @@
 # on the same model, interleaved in one run so both see the same machine load. A report, not a
 # test: results/train-<time>.jsonl and a table of medians and ratios.
 # PyTorch comes from PyPI (torch pulls ~3 GB of CUDA wheels it does not use on this CPU).
+# BASELINE=path/to/an/older/skinlens adds that binary to every round (before/after in one run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -22,16 +23,24 @@ for round in $(seq "$ROUNDS"); do
   for size in $SIZES; do
     RAYON_NUM_THREADS=$THREADS target/release/skinlens train --data "$DATA" --base "$BASE" --out "$(mktemp -d)" \
       --size "$size" --batch 32 --bench "$STEPS" 2>/dev/null | sed 's/^{/{"framework": "skinlens", /' | tee -a "$out"
+    if [ -n "${BASELINE:-}" ]; then
+      RAYON_NUM_THREADS=$THREADS "$BASELINE" train --data "$DATA" --base "$BASE" --out "$(mktemp -d)" \
+        --size "$size" --batch 32 --bench "$STEPS" 2>/dev/null | sed 's/^{/{"framework": "baseline", /' | tee -a "$out"
+    fi
     "$venv/bin/python" bench/train/pytorch_step.py --weights "$BASE" --size "$size" --steps "$STEPS" --threads "$THREADS" | tee -a "$out"
   done
 done
 python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"\n{'size':>5} {'skinlens img/s':>15} {'PyTorch img/s':>14} {'ratio':>6}")
+baseline = any(r["framework"] == "baseline" for r in rows)
+print(f"\n{'size':>5} {'skinlens img/s':>15} {'PyTorch img/s':>14} {'ratio':>6}" + (f" {'baseline img/s':>15} {'ratio':>6}" if baseline else ""))
 for s in sorted({r["size"] for r in rows}):
     m = lambda name: statistics.median(r["images_per_second"] for r in rows if r["size"] == s and r["framework"].startswith(name))
-    print(f"{s:>5} {m('skinlens'):>15.1f} {m('pytorch'):>14.1f} {m('skinlens') / m('pytorch'):>6.2f}")
+    line = f"{s:>5} {m('skinlens'):>15.1f} {m('pytorch'):>14.1f} {m('skinlens') / m('pytorch'):>6.2f}"
+    if baseline:
+        line += f" {m('baseline'):>15.1f} {m('baseline') / m('pytorch'):>6.2f}"
+    print(line)
 n = sum(1 for r in rows if r["framework"] == "skinlens") // len({r["size"] for r in rows})
 print(f"(median of {n} rounds × {rows[0]['steps']} timed steps after one warm-up; ratio = skinlens / PyTorch, above 1 is faster; {sys.argv[1]})")
 PY
