@@ -19,13 +19,16 @@ venv=${TORCH_VENV:-$HOME/.cache/skinlens-torch-venv}
 cargo build --release -p skinlens-cli -q
 mkdir -p bench/results
 out="bench/results/train-$(date +%Y%m%d-%H%M%S).jsonl"
+# One timed `train --bench` of binary $1 at $size, its JSON line labelled $2.
+bench_step() {
+  RAYON_NUM_THREADS=$THREADS "$1" train --data "$DATA" --base "$BASE" --out "$(mktemp -d)" \
+    --size "$size" --batch 32 --bench "$STEPS" 2>/dev/null | sed "s/^{/{\"framework\": \"$2\", /" | tee -a "$out"
+}
 for round in $(seq "$ROUNDS"); do
   for size in $SIZES; do
-    RAYON_NUM_THREADS=$THREADS target/release/skinlens train --data "$DATA" --base "$BASE" --out "$(mktemp -d)" \
-      --size "$size" --batch 32 --bench "$STEPS" 2>/dev/null | sed 's/^{/{"framework": "skinlens", /' | tee -a "$out"
+    bench_step target/release/skinlens skinlens
     if [ -n "${BASELINE:-}" ]; then
-      RAYON_NUM_THREADS=$THREADS "$BASELINE" train --data "$DATA" --base "$BASE" --out "$(mktemp -d)" \
-        --size "$size" --batch 32 --bench "$STEPS" 2>/dev/null | sed 's/^{/{"framework": "baseline", /' | tee -a "$out"
+      bench_step "$BASELINE" baseline
     fi
     "$venv/bin/python" bench/train/pytorch_step.py --weights "$BASE" --size "$size" --steps "$STEPS" --threads "$THREADS" | tee -a "$out"
   done
