@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use common::*;
-use skinlens_core::model::{keys, Member, ModelFile};
+use skinlens_core::model::{keys, Member, ModelFile, Storage};
 use skinlens_core::preprocess::{self, ColourConstancy};
 use skinlens_core::{Classifier, FoldedNetwork, TestTimeAugmentation};
 
@@ -36,7 +36,7 @@ fn two_members() -> ModelFile {
 #[test]
 fn the_answer_is_the_weighted_mean_of_each_members_own_answer() {
     let file = two_members();
-    let bytes = file.to_safetensors(DType::F32, &HashMap::new()).unwrap();
+    let bytes = file.to_safetensors(Storage::F32, &HashMap::new()).unwrap();
     let ensemble = Classifier::from_safetensors(&bytes).unwrap();
     assert_eq!(ensemble.members().len(), 2);
     assert_eq!(ensemble.input_specs().len(), 2, "two sizes, two inputs");
@@ -59,7 +59,7 @@ fn the_answer_is_the_weighted_mean_of_each_members_own_answer() {
 
 #[test]
 fn members_keep_their_settings_through_the_file() {
-    let bytes = two_members().to_safetensors(DType::F16, &HashMap::new()).unwrap();
+    let bytes = two_members().to_safetensors(Storage::F16, &HashMap::new()).unwrap();
     let back = ModelFile::from_safetensors(&bytes).unwrap();
     let names: Vec<&str> = back.members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["base", "big-sog"]);
@@ -90,7 +90,7 @@ fn one_network_bytes() -> Vec<u8> {
     let mut file = ModelFile::from_safetensors(&shipped_bytes()).unwrap();
     let mut network = file.members.remove(0).network;
     network.metadata.tta = TestTimeAugmentation::Flips;
-    network.to_safetensors(DType::F16, &HashMap::new()).unwrap()
+    network.to_safetensors(Storage::F16, &HashMap::new()).unwrap()
 }
 
 #[test]
@@ -101,8 +101,8 @@ fn a_one_network_file_keeps_todays_format_and_answers() {
     // Written back, it has exactly the original's keys (nothing added, no member keys).
     let net = &file.members[0].network;
     let dtype = safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("_fc.weight").unwrap().dtype();
-    let dtype = if dtype == safetensors::Dtype::F16 { DType::F16 } else { DType::F32 };
-    let again = file.to_safetensors(dtype, &HashMap::new()).unwrap();
+    let storage = if dtype == safetensors::Dtype::F16 { Storage::F16 } else { Storage::F32 };
+    let again = file.to_safetensors(storage, &HashMap::new()).unwrap();
     let metadata_of = |b: &[u8]| safetensors::SafeTensors::read_metadata(b).unwrap().1.metadata().clone().unwrap_or_default();
     assert_eq!(metadata_of(&again), metadata_of(&bytes), "the same keys and values as the shipped file");
     let (old, new) = (safetensors::SafeTensors::deserialize(&bytes).unwrap(), safetensors::SafeTensors::deserialize(&again).unwrap());
@@ -151,7 +151,7 @@ fn a_declared_colour_constancy_is_applied_before_the_resize() {
 
 /// A valid two-member file's tensors and metadata, to break one thing at a time.
 fn parts() -> (HashMap<String, Tensor>, HashMap<String, String>) {
-    let bytes = two_members().to_safetensors(DType::F32, &HashMap::new()).unwrap();
+    let bytes = two_members().to_safetensors(Storage::F32, &HashMap::new()).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = header.metadata().clone().unwrap();
     (candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap(), meta)

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::*;
-use skinlens_core::model::{EfficientNetLite, FoldedNetwork};
+use skinlens_core::model::{EfficientNetLite, FoldedNetwork, Storage};
 use skinlens_core::preprocess::{centre_square, input_tensor, resize_bilinear_u8};
 
 fn imagenet() -> EfficientNetLite {
@@ -99,15 +99,38 @@ fn seven_class_head_matches_reference() {
 }
 
 #[test]
-fn folded_export_round_trips_in_f32_and_f16() {
+fn folded_export_round_trips_in_every_storage() {
     let net = FoldedNetwork::from_safetensors(&read_bytes(reference("effnet_lite0.safetensors"))).unwrap();
     let reference_logits = tensor_f32("chelsea_logits");
-    for (dtype, bound) in [(candle_core::DType::F32, 1e-3f32), (candle_core::DType::F16, 0.1)] {
-        let bytes = net.to_safetensors(dtype, &Default::default()).unwrap();
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    for (storage, bound) in [(Storage::F32, 1e-3f32), (Storage::F16, 0.1), (Storage::Int8, 0.5)] {
+        let bytes = net.to_safetensors(storage, &Default::default()).unwrap();
         let back = FoldedNetwork::from_safetensors(&bytes).unwrap();
-        let logits = EfficientNetLite::new(&back).unwrap().forward(&input("chelsea_input")).unwrap();
-        let diff = max_abs_diff(&logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &reference_logits);
-        println!("folded {dtype:?}: {} bytes, logits max|Δ| = {diff:.3e}", bytes.len());
-        assert!(diff <= bound, "{dtype:?}: {diff}");
+        let logits = EfficientNetLite::new(&back).unwrap().forward(&input("chelsea_input")).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let diff = max_abs_diff(&logits, &reference_logits);
+        println!("folded {}: {} bytes, logits max|Δ| = {diff:.3e}", storage.as_str(), bytes.len());
+        assert!(diff <= bound, "{}: {diff}", storage.as_str());
+        assert_eq!(argmax(&logits), argmax(&reference_logits), "{}: the ImageNet answer changed", storage.as_str());
+    }
+}
+
+/// int8 keeps the weights of every layer within half a quantisation step, per output channel:
+/// a wrong scale, row or sign shows here before it shows in the logits.
+#[test]
+fn int8_weights_stay_within_half_a_step_of_each_channel() {
+    let net = FoldedNetwork::from_safetensors(&read_bytes(reference("effnet_lite0.safetensors"))).unwrap();
+    let back = FoldedNetwork::from_safetensors(&net.to_safetensors(Storage::Int8, &Default::default()).unwrap()).unwrap();
+    let (before, after) = (net.named_tensors(), back.named_tensors());
+    assert_eq!(before.len(), after.len());
+    for ((name, w), (_, q)) in before.iter().zip(&after) {
+        let (w, q) = (w.flatten_from(1).unwrap_or_else(|_| w.unsqueeze(1).unwrap()), q.flatten_from(1).unwrap_or_else(|_| q.unsqueeze(1).unwrap()));
+        let (w, q) = (w.to_vec2::<f32>().unwrap(), q.to_vec2::<f32>().unwrap());
+        for (row_w, row_q) in w.iter().zip(&q) {
+            let step = row_w.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            let worst = row_w.iter().zip(row_q).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            // Biases (rank 1, one value per row here) are stored as f32: exact.
+            let bound = if name.ends_with(".bias") { 0.0 } else { step * 0.5 * (1.0 + 1e-5) };
+            assert!(worst <= bound, "{name}: {worst} > {bound}");
+        }
     }
 }

@@ -48,6 +48,6 @@ fn class_order_travels_in_metadata() {
     let net = FoldedNetwork::from_safetensors(&bytes).unwrap();
     let mut reversed = net.clone();
     reversed.metadata.classes.reverse();
-    let back = FoldedNetwork::from_safetensors(&reversed.to_safetensors(candle_core::DType::F32, &HashMap::new()).unwrap()).unwrap();
+    let back = FoldedNetwork::from_safetensors(&reversed.to_safetensors(skinlens_core::model::Storage::F32, &HashMap::new()).unwrap()).unwrap();
     assert_eq!(back.metadata.classes, ["vasc", "nv", "mel", "df", "bkl", "bcc", "akiec"]);
 }

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use candle_core::DType;
+use super::Storage;
 
 use super::weights::{keys, open, MetadataView, TensorSource};
 use super::FoldedNetwork;
@@ -99,10 +99,10 @@ impl ModelFile {
     /// Serialise: one member is written as today's one-network file (its name and weight are not
     /// stored); several as an ensemble. Members must share classes, views and untrained flag,
     /// have valid distinct names and weights summing to 1.
-    pub fn to_safetensors(&self, dtype: DType, extra: &HashMap<String, String>) -> Result<Vec<u8>> {
+    pub fn to_safetensors(&self, storage: Storage, extra: &HashMap<String, String>) -> Result<Vec<u8>> {
         let first = match self.members.as_slice() {
             [] => return Err(Error::Model("a model file needs at least one network".into())),
-            [only] => return only.network.to_safetensors(dtype, extra),
+            [only] => return only.network.to_safetensors(storage, extra),
             [first, ..] => &first.network,
         };
         let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
@@ -129,7 +129,7 @@ impl ModelFile {
         for m in &self.members {
             info.extend(m.network.member_metadata(Some(&m.name)));
             info.insert(keys::member(&m.name, keys::WEIGHT), m.weight.to_string());
-            tensors.extend(m.network.typed_tensors(dtype, &format!("{}/", m.name))?);
+            tensors.extend(m.network.stored_tensors(storage, &format!("{}/", m.name))?);
         }
         safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Weights(e.to_string()))
     }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod efficientnet;
 pub mod mbconv;
 pub mod members;
+pub mod storage;
 pub mod weights;
 pub mod workers;
 
@@ -12,4 +13,5 @@ pub use config::{BlockSpec, ModelConfig};
 pub use efficientnet::{EfficientNetLite, Trace};
 pub use mbconv::MbConv;
 pub use members::{Member, ModelFile};
+pub use storage::Storage;
 pub use weights::{keys, FoldedBlock, FoldedConv, FoldedNetwork, ModelMetadata};

@@ -5,7 +5,8 @@
 //! * **raw** — convolutions without bias plus their BatchNorm tensors (`_bn0.weight`, …), as the
 //!   ImageNet reference and the trainer's checkpoints store them;
 //! * **folded** — each convolution with `.weight` and `.bias`, BatchNorm already folded in,
-//!   metadata `skinlens.batchnorm = folded` (what `skinlens export` writes; f16 or f32).
+//!   metadata `skinlens.batchnorm = folded` (what `skinlens export` writes; f32, f16, or int8
+//!   weights with per-channel scales: see `storage`).
 //!
 //! The class order travels in the metadata (`skinlens.classes = akiec,bcc,…`); a model without
 //! it is read in alphabetical HAM10000 order when it has seven outputs.
@@ -16,7 +17,8 @@ use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use safetensors::SafeTensors;
 
-use super::{BlockSpec, ModelConfig};
+use super::storage::{dequantise, StoredTensor, SCALE_SUFFIX};
+use super::{BlockSpec, ModelConfig, Storage};
 use crate::labels::HAM10000_CLASSES;
 use crate::nn::BatchNormParams;
 use crate::preprocess::ColourConstancy;
@@ -137,6 +139,15 @@ impl TensorSource<'_> {
                 found: view.shape().to_vec(),
                 expected: expected.to_vec(),
             });
+        }
+        if view.dtype() == safetensors::Dtype::I8 {
+            let scale_name = format!("{name}{SCALE_SUFFIX}");
+            let scales = self.file.tensor(&scale_name).map_err(|_| Error::MissingTensor { name: scale_name.clone(), expected: expected[..1].to_vec() })?;
+            if scales.shape() != &expected[..1] || scales.dtype() != safetensors::Dtype::F32 {
+                return Err(Error::TensorShape { name: scale_name, found: scales.shape().to_vec(), expected: expected[..1].to_vec() });
+            }
+            let scales = scales.load(&Device::Cpu)?.to_vec1::<f32>()?;
+            return dequantise(&view, &scales, name);
         }
         Ok(view.load(&Device::Cpu)?.to_dtype(DType::F32)?)
     }
@@ -326,9 +337,9 @@ impl FoldedNetwork {
         out
     }
 
-    /// Serialise as a folded one-network model (what `skinlens export` ships), in f16 or f32,
-    /// with metadata.
-    pub fn to_safetensors(&self, dtype: DType, extra: &HashMap<String, String>) -> Result<Vec<u8>> {
+    /// Serialise as a folded one-network model (what `skinlens export` ships), in f32, f16 or
+    /// int8 weights, with metadata.
+    pub fn to_safetensors(&self, storage: Storage, extra: &HashMap<String, String>) -> Result<Vec<u8>> {
         // Keys of a multi-member file this network may have been read from do not describe it.
         let mut info: HashMap<String, String> = self
             .metadata
@@ -345,7 +356,7 @@ impl FoldedNetwork {
         info.insert(keys::UNTRAINED.into(), self.metadata.untrained.to_string());
         info.insert(keys::TTA.into(), self.metadata.tta.as_str().into());
         info.extend(self.member_metadata(None));
-        let tensors = self.typed_tensors(dtype, "")?;
+        let tensors = self.stored_tensors(storage, "")?;
         safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Weights(e.to_string()))
     }
 
@@ -368,8 +379,12 @@ impl FoldedNetwork {
         out
     }
 
-    /// Every folded tensor in `dtype`, its key prefixed by `prefix`.
-    pub(crate) fn typed_tensors(&self, dtype: DType, prefix: &str) -> Result<Vec<(String, Tensor)>> {
-        self.named_tensors().into_iter().map(|(k, t)| Ok((format!("{prefix}{k}"), t.to_dtype(dtype)?))).collect()
+    /// Every folded tensor as `storage` writes it, its key prefixed by `prefix`.
+    pub(crate) fn stored_tensors(&self, storage: Storage, prefix: &str) -> Result<Vec<(String, StoredTensor)>> {
+        let mut out = Vec::new();
+        for (k, t) in self.named_tensors() {
+            out.extend(storage.encode(format!("{prefix}{k}"), t)?);
+        }
+        Ok(out)
     }
 }

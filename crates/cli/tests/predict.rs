@@ -176,7 +176,7 @@ fn a_model_declaring_flip_views_answers_as_forced_flips_do() {
     let dir = scratch("tta");
     let write = |net: &skinlens_core::FoldedNetwork, name: &str| {
         let path = dir.join(name);
-        std::fs::write(&path, net.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap()).unwrap();
+        std::fs::write(&path, net.to_safetensors(skinlens_core::model::Storage::F32, &Default::default()).unwrap()).unwrap();
         path
     };
     net.metadata.tta = skinlens_core::TestTimeAugmentation::None;
@@ -249,7 +249,7 @@ fn member_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     b.metadata.colour_constancy = skinlens_core::preprocess::ColourConstancy::ShadesOfGray { p: 6 };
     let write = |name: &str, file: ModelFile| {
         let path = dir.join(name);
-        std::fs::write(&path, file.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap()).unwrap();
+        std::fs::write(&path, file.to_safetensors(skinlens_core::model::Storage::F32, &Default::default()).unwrap()).unwrap();
         path
     };
     let both = ModelFile { members: vec![Member { name: "a".into(), weight: 0.7, network: a.clone() }, Member { name: "b".into(), weight: 0.3, network: b.clone() }] };

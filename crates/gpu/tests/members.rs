@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use common::*;
-use skinlens_core::model::{Member, ModelFile};
+use skinlens_core::model::{Member, ModelFile, Storage};
 use skinlens_core::Classifier;
 use skinlens_gpu::{self_check_input, GpuEngine};
 
@@ -22,7 +22,7 @@ fn two_member_file() -> Vec<u8> {
     b.fc_bias = (&b.fc_bias + Tensor::new(&[0.4f32, -0.3, 0.2, 0.0, -0.5, 0.1, 0.3], &Device::Cpu).unwrap()).unwrap();
     b.metadata.temperature = 1.7;
     let file = ModelFile { members: vec![Member { name: "a".into(), weight: 0.5, network: a }, Member { name: "b".into(), weight: 0.5, network: b }] };
-    file.to_safetensors(DType::F16, &HashMap::new()).unwrap()
+    file.to_safetensors(Storage::F16, &HashMap::new()).unwrap()
 }
 
 #[test]

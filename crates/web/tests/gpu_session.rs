@@ -107,7 +107,7 @@ fn a_bad_image_is_an_error_and_keeps_the_gpu() {
 fn a_model_with_flip_views_averages_them_on_the_gpu_as_on_the_cpu() {
     let mut net = skinlens_core::ModelFile::from_safetensors(&model_bytes()).unwrap().members.remove(0).network;
     net.metadata.tta = skinlens_core::TestTimeAugmentation::Flips;
-    let flips = net.to_safetensors(candle_core::DType::F32, &Default::default()).unwrap();
+    let flips = net.to_safetensors(skinlens_core::model::Storage::F32, &Default::default()).unwrap();
     let session = pollster::block_on(GpuSession::start(&flips, true, None)).unwrap();
     assert_eq!(session.backend(), GPU_BACKEND_ID);
     let (cpu, one_pass) = (Classifier::from_safetensors(&flips).unwrap(), Classifier::from_safetensors(&model_bytes()).unwrap());
@@ -137,7 +137,7 @@ fn two_member_model() -> Vec<u8> {
     b.metadata.temperature = 1.7;
     b.metadata.colour_constancy = skinlens_core::preprocess::ColourConstancy::ShadesOfGray { p: 6 };
     let file = ModelFile { members: vec![Member { name: "a".into(), weight: 0.6, network: a }, Member { name: "b".into(), weight: 0.4, network: b }] };
-    file.to_safetensors(candle_core::DType::F16, &Default::default()).unwrap()
+    file.to_safetensors(skinlens_core::model::Storage::F16, &Default::default()).unwrap()
 }
 
 #[test]

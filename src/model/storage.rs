@@ -1,0 +1,145 @@
+//! How a model file stores its folded tensors: f32, f16, or int8 weights.
+//!
+//! **int8** quantises each convolution and classifier weight per output channel, symmetrically:
+//! `q = round(w / s)` in −127…127 with `s = max |w| / 127` over that channel, stored as an `I8`
+//! tensor under the weight's own name plus an f32 `[C_out]` tensor `NAME_scale`; biases stay f32.
+//! Loading multiplies back (`q · s`), so every engine (CPU, WebGPU, native and wasm) runs the
+//! same f32 weights. It halves an f16 file, which is what lets the page hold more members within
+//! its download budget; `skinlens export` measures what it costs on validation before choosing it.
+
+use std::borrow::Cow;
+
+use candle_core::{DType, Device, Tensor};
+use safetensors::tensor::{Dtype, TensorView, View};
+
+use crate::{Error, Result};
+
+/// Suffix of the per-channel scale tensor of an int8 weight (`_conv_head.weight_scale`).
+pub const SCALE_SUFFIX: &str = "_scale";
+
+/// Storage type of a written model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    F32,
+    F16,
+    /// Weights int8 per output channel with f32 scales; biases f32.
+    Int8,
+}
+
+impl Storage {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "f32" => Some(Self::F32),
+            "f16" => Some(Self::F16),
+            "int8" => Some(Self::Int8),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Int8 => "int8",
+        }
+    }
+
+    /// `tensor` under `name` as this storage writes it: one tensor, or an int8 weight and its
+    /// scales. Rank-1 tensors (biases) are never quantised.
+    pub(crate) fn encode(self, name: String, tensor: &Tensor) -> Result<Vec<(String, StoredTensor)>> {
+        let float = |dtype: DType| -> Result<Vec<(String, StoredTensor)>> { Ok(vec![(name.clone(), StoredTensor::from_tensor(&tensor.to_dtype(dtype)?)?)]) };
+        match self {
+            Self::F32 => float(DType::F32),
+            Self::F16 => float(DType::F16),
+            Self::Int8 if tensor.rank() < 2 => float(DType::F32),
+            Self::Int8 => {
+                let shape = tensor.dims().to_vec();
+                let rows = tensor.flatten_from(1)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+                let (quantised, scales) = quantise_rows(&rows);
+                let scale_name = format!("{name}{SCALE_SUFFIX}");
+                let bytes = quantised.iter().map(|&q| q as u8).collect();
+                Ok(vec![
+                    (name, StoredTensor { dtype: Dtype::I8, shape, data: bytes }),
+                    (scale_name, StoredTensor::from_tensor(&Tensor::new(scales.as_slice(), &Device::Cpu)?)?),
+                ])
+            }
+        }
+    }
+}
+
+/// Symmetric per-row int8: each row's largest magnitude maps to ±127. An all-zero row gets
+/// scale 0 and stays zero.
+pub fn quantise_rows(rows: &[Vec<f32>]) -> (Vec<i8>, Vec<f32>) {
+    let mut quantised = Vec::with_capacity(rows.iter().map(Vec::len).sum());
+    let mut scales = Vec::with_capacity(rows.len());
+    for row in rows {
+        let scale = row.iter().fold(0f32, |m, w| m.max(w.abs())) / 127.0;
+        scales.push(scale);
+        quantised.extend(row.iter().map(|&w| if scale > 0.0 { (w / scale).round().clamp(-127.0, 127.0) as i8 } else { 0 }));
+    }
+    (quantised, scales)
+}
+
+/// An int8 tensor read back to f32: `q · scale[row]`, rows being the first dimension.
+pub(crate) fn dequantise(view: &TensorView, scales: &[f32], name: &str) -> Result<Tensor> {
+    let shape = view.shape();
+    let row_len: usize = shape[1..].iter().product();
+    if scales.len() != shape[0] || scales.iter().any(|s| !s.is_finite() || *s < 0.0) {
+        return Err(Error::Weights(format!("`{name}{SCALE_SUFFIX}`: expected {} finite, non-negative scales", shape[0])));
+    }
+    let values: Vec<f32> = view.data().iter().enumerate().map(|(i, &b)| f32::from(b as i8) * scales[i / row_len]).collect();
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
+}
+
+/// A tensor ready to serialise: candle has no int8 type, so this holds the bytes itself.
+pub(crate) struct StoredTensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl StoredTensor {
+    fn from_tensor(tensor: &Tensor) -> Result<Self> {
+        let data = match tensor.dtype() {
+            DType::F32 => tensor.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DType::F16 => tensor.flatten_all()?.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            other => return Err(Error::Weights(format!("cannot store a {other:?} tensor"))),
+        };
+        let dtype = if tensor.dtype() == DType::F32 { Dtype::F32 } else { Dtype::F16 };
+        Ok(Self { dtype, shape: tensor.dims().to_vec(), data })
+    }
+}
+
+impl View for StoredTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_quantise_to_their_own_scale() {
+        let rows = vec![vec![0.5, -1.0, 0.25], vec![0.0, 0.0, 0.0], vec![100.0, -3.0, 50.0]];
+        let (q, s) = quantise_rows(&rows);
+        assert_eq!(s, vec![1.0 / 127.0, 0.0, 100.0 / 127.0]);
+        assert_eq!(q, vec![64, -127, 32, 0, 0, 0, 127, -4, 64]);
+        // Every value comes back within half a step of its row's scale.
+        for (r, row) in rows.iter().enumerate() {
+            for (c, w) in row.iter().enumerate() {
+                assert!((f32::from(q[r * 3 + c]) * s[r] - w).abs() <= s[r] / 2.0 + 1e-6);
+            }
+        }
+    }
+}
