@@ -92,14 +92,20 @@ pub(crate) fn dequantise(view: &TensorView, scales: &[f32], name: &str) -> Resul
 }
 
 /// A tensor ready to serialise: candle has no int8 type, so this holds the bytes itself.
-pub(crate) struct StoredTensor {
+pub struct StoredTensor {
     dtype: Dtype,
     shape: Vec<usize>,
     data: Vec<u8>,
 }
 
 impl StoredTensor {
-    fn from_tensor(tensor: &Tensor) -> Result<Self> {
+    /// A copy of a tensor as read from a file, in whatever type it has there.
+    pub fn from_view(view: &TensorView) -> Self {
+        Self { dtype: view.dtype(), shape: view.shape().to_vec(), data: view.data().to_vec() }
+    }
+
+    /// An f32 or f16 candle tensor.
+    pub fn from_tensor(tensor: &Tensor) -> Result<Self> {
         let data = match tensor.dtype() {
             DType::F32 => tensor.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
             DType::F16 => tensor.flatten_all()?.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),

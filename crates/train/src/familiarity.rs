@@ -14,15 +14,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
-use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
 use serde_json::json;
 use skinlens_core::familiarity::{keys, pooled_features, transform, FamiliarityCheck};
+use skinlens_core::model::storage::StoredTensor;
 use skinlens_core::preprocess::{decode_rgb8, input_tensor, prepare_decoded_as, DecodeLimits, InputSpec, PreparedImage};
 use skinlens_core::{Classifier, HAM10000_CLASSES};
 
@@ -289,14 +290,17 @@ fn with_check(model: &[u8], check: &FamiliarityCheck) -> Result<Vec<u8>> {
     let mut metadata: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
     let file = SafeTensors::deserialize(model).context("the model is not a safetensors file")?;
     let ours: HashSet<&str> = [keys::MEAN, keys::DIRECTIONS, keys::VARIANCES].into_iter().collect();
-    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    // Copied byte for byte: int8 weights have no candle type to pass through.
+    let mut tensors: Vec<(String, StoredTensor)> = Vec::new();
     for (name, view) in file.tensors() {
         if !ours.contains(name.as_str()) {
-            tensors.push((name, view.load(&Device::Cpu)?));
+            tensors.push((name, StoredTensor::from_view(&view)));
         }
     }
     let (extra, entries) = check.to_entries()?;
-    tensors.extend(extra);
+    for (name, tensor) in extra {
+        tensors.push((name, StoredTensor::from_tensor(&tensor)?));
+    }
     metadata.retain(|key, _| !key.starts_with("skinlens.familiarity."));
     metadata.extend(entries);
     Ok(safetensors::serialize(tensors, Some(metadata))?)
@@ -320,6 +324,25 @@ mod tests {
         assert!((check.variances[0] - 9.0).abs() < 1.5 && (check.residual_variance - 1.0).abs() < 0.2, "{:?} {}", check.variances, check.residual_variance);
         let mean_score = points.iter().map(|p| check.score(p).unwrap()).sum::<f32>() / points.len() as f32;
         assert!((mean_score - 1.0).abs() < 0.1, "mean training score {mean_score}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_check_is_added_without_touching_int8_weights() -> Result<()> {
+        let weight = TensorView::new(safetensors::Dtype::I8, vec![2, 3], &[1, 255, 127, 129, 0, 7])?;
+        let scale = Tensor::new(&[0.5f32, 0.25], &Device::Cpu)?;
+        let model = safetensors::serialize(
+            [("w".to_string(), StoredTensor::from_view(&weight)), ("w_scale".to_string(), StoredTensor::from_tensor(&scale)?)],
+            Some(HashMap::from([("skinlens.arch".to_string(), "x".to_string())])),
+        )?;
+        let points: Vec<Vec<f32>> = (0..50).map(|i| (0..6).map(|j| ((i * 7 + j * 3) % 11) as f32).collect()).collect();
+        let check = FamiliarityCheck { threshold: 2.0, ..fit(&points, 1)? };
+        let written = with_check(&model, &check)?;
+        let file = SafeTensors::deserialize(&written)?;
+        let again = file.tensor("w")?;
+        assert_eq!((again.dtype(), again.data()), (safetensors::Dtype::I8, weight.data()));
+        assert_eq!(file.tensor("w_scale")?.data(), SafeTensors::deserialize(&model)?.tensor("w_scale")?.data());
+        assert!(FamiliarityCheck::from_safetensors(&written)?.is_some());
         Ok(())
     }
 
