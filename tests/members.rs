@@ -57,6 +57,23 @@ fn the_answer_is_the_weighted_mean_of_each_members_own_answer() {
     }
 }
 
+/// int8 storage, members prefixed: each weight finds its own scales, and the answers stay near
+/// the f32 file's (the export measures the cost on validation before it chooses int8).
+#[test]
+fn an_int8_file_answers_like_its_f32_self() {
+    let file = two_members();
+    let answers = |storage: Storage| {
+        let bytes = file.to_safetensors(storage, &HashMap::new()).unwrap();
+        let classifier = Classifier::from_safetensors(&bytes).unwrap();
+        (bytes.len(), images().iter().map(|image| classifier.classify_bytes(image).unwrap().probabilities).collect::<Vec<_>>())
+    };
+    let ((f32_bytes, exact), (int8_bytes, stored)) = (answers(Storage::F32), answers(Storage::Int8));
+    let largest = exact.iter().flatten().zip(stored.iter().flatten()).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!("int8 file {int8_bytes} bytes (f32 {f32_bytes}); max |Δp| against f32 = {largest:.2e}");
+    assert!(int8_bytes * 3 < f32_bytes, "int8 should be about a quarter of f32");
+    assert!(largest > 0.0 && largest <= 0.05, "max |Δp| {largest}");
+}
+
 #[test]
 fn members_keep_their_settings_through_the_file() {
     let bytes = two_members().to_safetensors(Storage::F16, &HashMap::new()).unwrap();
