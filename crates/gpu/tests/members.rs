@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use common::*;
 use skinlens_core::model::{Member, ModelFile, Storage};
 use skinlens_core::Classifier;

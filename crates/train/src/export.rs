@@ -192,13 +192,13 @@ const STORAGE_MACRO_AUC_DROP: f64 = 0.002;
 impl StorageCheck {
     /// `net` written as `storage` and read back, on the validation images, against its f32
     /// answers there.
-    fn measure(storage: Storage, net: &FoldedNetwork, images: &[PreparedImage], temperature: f64, f32_probs: &[Vec<f32>], f32_report: &Report, labels: &[usize], classes: &[String]) -> Result<Self> {
+    fn measure(storage: Storage, net: &FoldedNetwork, f32_answers: &F32Answers) -> Result<Self> {
         let stored = FoldedNetwork::from_safetensors(&net.to_safetensors(storage, &HashMap::new())?)?;
-        let probs: Vec<Vec<f32>> = logits(&stored, images)?.iter().map(|l| softmax_t(l, temperature)).collect();
-        let report = score(&probs, labels, classes);
+        let probs: Vec<Vec<f32>> = logits(&stored, f32_answers.images)?.iter().map(|l| softmax_t(l, f32_answers.temperature)).collect();
+        let report = score(&probs, f32_answers.labels, f32_answers.classes);
         Ok(Self {
-            same_confusion: report.confusion == f32_report.confusion,
-            largest_probability_change: probs.iter().zip(f32_probs).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
+            same_confusion: report.confusion == f32_answers.report.confusion,
+            largest_probability_change: probs.iter().zip(f32_answers.probabilities).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
             report,
         })
     }
@@ -219,14 +219,25 @@ impl StorageCheck {
     }
 }
 
+/// A member's f32 answers on validation: what a lossy copy of it is compared with.
+struct F32Answers<'a> {
+    images: &'a [PreparedImage],
+    temperature: f64,
+    probabilities: &'a [Vec<f32>],
+    report: &'a Report,
+    labels: &'a [usize],
+    classes: &'a [String],
+}
+
 /// Both lossy storage checks of one member, logged.
-fn check_storage(name: &str, net: &FoldedNetwork, images: &[PreparedImage], temperature: f64, f32_probs: &[Vec<f32>], f32_report: &Report, labels: &[usize], classes: &[String]) -> Result<(StorageCheck, StorageCheck)> {
+fn check_storage(name: &str, net: &FoldedNetwork, f32_answers: &F32Answers) -> Result<(StorageCheck, StorageCheck)> {
     let mut checks = Vec::new();
     for storage in [Storage::F16, Storage::Int8] {
-        let check = StorageCheck::measure(storage, net, images, temperature, f32_probs, f32_report, labels, classes)?;
+        let check = StorageCheck::measure(storage, net, f32_answers)?;
+        let reference = f32_answers.report;
         eprintln!(
             "{name}: {} vs f32 on validation: same confusion matrix {}, balanced accuracy {:.4} vs {:.4}, macro AUC {:.4} vs {:.4}, largest probability change {:.2e}",
-            storage.as_str(), check.same_confusion, check.report.balanced_accuracy, f32_report.balanced_accuracy, check.report.macro_auc, f32_report.macro_auc, check.largest_probability_change
+            storage.as_str(), check.same_confusion, check.report.balanced_accuracy, reference.balanced_accuracy, check.report.macro_auc, reference.macro_auc, check.largest_probability_change
         );
         checks.push(check);
     }
@@ -379,7 +390,7 @@ fn calibrate(name: String, source: MemberSource, options: &ExportOptions, val_re
     eprintln!("{name}: validation ({} images) balanced accuracy {:.4}, macro AUC {:.4}; temperature {temperature:.3}: ECE {ece_before:.4} → {ece_after:.4}", labels.len(), val.balanced_accuracy, val.macro_auc);
     net.metadata.temperature = temperature as f32;
 
-    let (f16, int8) = check_storage(&name, &net, &val_images, temperature, &after, &val, &labels, classes)?;
+    let (f16, int8) = check_storage(&name, &net, &F32Answers { images: &val_images, temperature, probabilities: &after, report: &val, labels: &labels, classes })?;
     Ok(Calibrated { origin: Origin::Run(Box::new(source)), train_size: Some(train_size), net, epoch, size_by_validation: by_size, tau, tau_grid, log_prior, temperature, ece_before, ece_after, val_probabilities: after, val, f16, int8 })
 }
 
@@ -408,7 +419,7 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
         let (ece_before, ece_after) = (expected_calibration_error(&probs_at(1.0), &labels, 15), expected_calibration_error(&after, &labels, 15));
         let val_report = score(&after, &labels, classes);
         eprintln!("{what} ({}, as exported at {size} px): validation balanced accuracy {:.4}, macro AUC {:.4}", member.name, val_report.balanced_accuracy, val_report.macro_auc);
-        let (f16, int8) = check_storage(&what, &net, &val.images, temperature, &after, &val_report, &labels, classes)?;
+        let (f16, int8) = check_storage(&what, &net, &F32Answers { images: &val.images, temperature, probabilities: &after, report: &val_report, labels: &labels, classes })?;
         let epoch = source.card["training"]["checkpoint_epoch"].as_u64().map(|e| e as usize);
         let train_size = net.metadata.train_size.or_else(|| source.card["training"]["config"]["size"].as_u64().map(|s| s as usize));
         out.push(Calibrated {

@@ -19,7 +19,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
 use serde_json::json;
 use skinlens_core::familiarity::{keys, pooled_features, transform, FamiliarityCheck};
@@ -329,6 +328,7 @@ mod tests {
 
     #[test]
     fn the_check_is_added_without_touching_int8_weights() -> Result<()> {
+        use safetensors::tensor::TensorView;
         let weight = TensorView::new(safetensors::Dtype::I8, vec![2, 3], &[1, 255, 127, 129, 0, 7])?;
         let scale = Tensor::new(&[0.5f32, 0.25], &Device::Cpu)?;
         let model = safetensors::serialize(
