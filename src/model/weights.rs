@@ -143,11 +143,17 @@ impl TensorSource<'_> {
         if view.dtype() == safetensors::Dtype::I8 {
             let scale_name = format!("{name}{SCALE_SUFFIX}");
             let scales = self.file.tensor(&scale_name).map_err(|_| Error::MissingTensor { name: scale_name.clone(), expected: expected[..1].to_vec() })?;
-            if scales.shape() != &expected[..1] || scales.dtype() != safetensors::Dtype::F32 {
-                return Err(Error::TensorShape { name: scale_name, found: scales.shape().to_vec(), expected: expected[..1].to_vec() });
+            // [C_out] (one scale a row) or [C_out, runs].
+            let groups = match scales.shape() {
+                [rows] if *rows == expected[0] => 1,
+                [rows, groups] if *rows == expected[0] => *groups,
+                found => return Err(Error::TensorShape { name: scale_name, found: found.to_vec(), expected: vec![expected[0], 1] }),
+            };
+            if scales.dtype() != safetensors::Dtype::F32 {
+                return Err(Error::Weights(format!("`{scale_name}`: scales must be f32")));
             }
-            let scales = scales.load(&Device::Cpu)?.to_vec1::<f32>()?;
-            return dequantise(&view, &scales, name);
+            let scales = scales.load(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+            return dequantise(&view, &scales, groups, name);
         }
         Ok(view.load(&Device::Cpu)?.to_dtype(DType::F32)?)
     }

@@ -752,7 +752,7 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         "weights": {
             "file": name_of(&options.out),
             "format": match storage {
-                Storage::Int8 => "BatchNorm folded; weights int8 per output channel with f32 scales, biases f32".to_string(),
+                Storage::Int8 => "BatchNorm folded; 1x1 and classifier weights int8 (runs of at most 32 inputs per output channel, f32 scales), depthwise and stem weights f16, biases f32".to_string(),
                 other => format!("BatchNorm folded, {}", other.as_str()),
             },
             "bytes": model_bytes.len(),
