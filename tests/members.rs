@@ -72,6 +72,14 @@ fn an_int8_file_answers_like_its_f32_self() {
     println!("int8 file {int8_bytes} bytes (f32 {f32_bytes}); max |Δp| against f32 = {largest:.2e}");
     assert!(int8_bytes * 3 < f32_bytes, "int8 should be about a quarter of f32");
     assert!(largest > 0.0 && largest <= 0.05, "max |Δp| {largest}");
+    // Each member in its own storage: the reader tells them apart tensor by tensor.
+    let mixed = file.to_safetensors_stored(&[Storage::Int8, Storage::F32], &HashMap::new()).unwrap();
+    let back = ModelFile::from_safetensors(&mixed).unwrap();
+    let int8_alone = file.members[0].network.to_safetensors(Storage::Int8, &HashMap::new()).unwrap();
+    let head = |n: &skinlens_core::FoldedNetwork| n.head.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(head(&back.members[0].network), head(&skinlens_core::FoldedNetwork::from_safetensors(&int8_alone).unwrap()));
+    assert_eq!(head(&back.members[1].network), head(&file.members[1].network));
+    assert!(file.to_safetensors_stored(&[Storage::Int8], &HashMap::new()).is_err(), "one storage for two members");
 }
 
 #[test]

@@ -100,9 +100,18 @@ impl ModelFile {
     /// stored); several as an ensemble. Members must share classes, views and untrained flag,
     /// have valid distinct names and weights summing to 1.
     pub fn to_safetensors(&self, storage: Storage, extra: &HashMap<String, String>) -> Result<Vec<u8>> {
+        self.to_safetensors_stored(&vec![storage; self.members.len()], extra)
+    }
+
+    /// [`Self::to_safetensors`] with each member in its own storage (`storages[i]` for member i):
+    /// a reader tells int8, f16 and f32 apart tensor by tensor.
+    pub fn to_safetensors_stored(&self, storages: &[Storage], extra: &HashMap<String, String>) -> Result<Vec<u8>> {
+        if storages.len() != self.members.len() {
+            return Err(Error::Model(format!("{} storage types for {} members", storages.len(), self.members.len())));
+        }
         let first = match self.members.as_slice() {
             [] => return Err(Error::Model("a model file needs at least one network".into())),
-            [only] => return only.network.to_safetensors(storage, extra),
+            [only] => return only.network.to_safetensors(storages[0], extra),
             [first, ..] => &first.network,
         };
         let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
@@ -126,7 +135,7 @@ impl ModelFile {
         info.insert(keys::UNTRAINED.into(), meta.untrained.to_string());
         info.insert(keys::TTA.into(), meta.tta.as_str().into());
         let mut tensors = Vec::new();
-        for m in &self.members {
+        for (m, &storage) in self.members.iter().zip(storages) {
             info.extend(m.network.member_metadata(Some(&m.name)));
             info.insert(keys::member(&m.name, keys::WEIGHT), m.weight.to_string());
             tensors.extend(m.network.stored_tensors(storage, &format!("{}/", m.name))?);

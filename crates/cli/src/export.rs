@@ -20,9 +20,8 @@ pub struct ExportArgs {
     #[arg(long, default_value = "models/skinlens.card.json")]
     pub card: PathBuf,
     /// Storage type: f32, f16, int8 (1×1 and classifier weights in runs of ≤ 32 inputs with f32
-    /// scales; about 0.6 of f16), or
-    /// auto: the smallest whose copy of every shipped member loses at most 0.005 validation
-    /// balanced accuracy and 0.002 macro AUC against f32.
+    /// scales; about 0.6 of f16), or auto: for each member, the smallest whose copy of it loses
+    /// at most 0.005 validation balanced accuracy and 0.002 macro AUC against f32.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// Input size each member runs at: `train` (the size it was trained at), `auto` (the best on
@@ -57,6 +56,11 @@ pub struct ExportArgs {
     /// the page downloads every member, and its budget is 25 MB.
     #[arg(long, value_name = "N")]
     pub max_members: Option<usize>,
+    /// The members with a weight above 0 take at most this many megabytes (10^6 bytes), each in
+    /// its own storage (`auto` then searches only such mixes). The page's budget is 25 MB for
+    /// everything it downloads; its code and wasm take about 2.6 MB of that.
+    #[arg(long, value_name = "MB")]
+    pub max_mb: Option<f64>,
     /// Test-time views written into the model: `auto` (flips when they raise validation
     /// balanced accuracy), `flips` or `none`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "flips", "none"])]
@@ -78,6 +82,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         ensemble_with: args.ensemble_with,
         weights: args.weights,
         max_members: args.max_members,
+        max_bytes: args.max_mb.map(|mb| (mb * 1e6) as usize),
         tta: args.tta,
     };
     skinlens_train::export::run(&options)?;

