@@ -42,7 +42,7 @@ OPSET, IR_VERSION = 17, 8
 
 # --- safetensors (the format is a JSON header and raw little-endian data; no package needed)
 
-DTYPES = {"F16": np.float16, "F32": np.float32}
+DTYPES = {"F16": np.float16, "F32": np.float32, "I8": np.int8}
 
 
 def read_safetensors(path):
@@ -55,6 +55,14 @@ def read_safetensors(path):
     for name, info in header.items():
         start, end = info["data_offsets"]
         tensors[name] = np.frombuffer(body[start:end], dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
+    # int8 weights (src/model/storage.rs): `NAME_scale` [C_out, runs], each run ceil(row / runs) long.
+    for name in [n for n, t in tensors.items() if t.dtype == np.int8]:
+        q, scales = tensors[name], tensors.pop(name + "_scale").astype(np.float32)
+        rows = q.reshape(q.shape[0], -1).astype(np.float32)
+        runs = scales.reshape(q.shape[0], -1)
+        run = -(-rows.shape[1] // runs.shape[1])
+        per_value = np.repeat(runs, run, axis=1)[:, :rows.shape[1]]
+        tensors[name] = (rows * per_value).reshape(q.shape)
     return meta, tensors
 
 
