@@ -23,7 +23,12 @@ fn images() -> Vec<Vec<u8>> {
 /// The shipped network, and a different member made from it: another input size, a shifted
 /// bias (as a decision rule would), another temperature, colour constancy.
 fn two_members() -> ModelFile {
-    let a = skinlens_core::ModelFile::from_safetensors(&shipped_bytes()).unwrap().members.remove(0).network;
+    two_members_from(0)
+}
+
+/// [`two_members`] from the shipped file's member `index`.
+fn two_members_from(index: usize) -> ModelFile {
+    let a = skinlens_core::ModelFile::from_safetensors(&shipped_bytes()).unwrap().members.remove(index).network;
     let mut b = a.clone();
     b.config.input_size = a.config.input_size + 32;
     b.fc_bias = (&b.fc_bias + Tensor::new(&[0.4f32, -0.3, 0.2, 0.0, -0.5, 0.1, 0.3], &Device::Cpu).unwrap()).unwrap();
@@ -61,17 +66,28 @@ fn the_answer_is_the_weighted_mean_of_each_members_own_answer() {
 /// the f32 file's (the export measures the cost on validation before it chooses int8).
 #[test]
 fn an_int8_file_answers_like_its_f32_self() {
-    let file = two_members();
+    // A shipped member stored in f16, so its weights are not already on the int8 grid (an int8
+    // member written as int8 again reads back exactly, which would test nothing here).
+    let shipped = ModelFile::from_safetensors(&shipped_bytes()).unwrap();
+    let stored = |m: &Member| safetensors::SafeTensors::deserialize(&shipped_bytes()).unwrap().tensor(&format!("{}/_conv_head.weight", m.name)).map(|t| t.dtype()).ok();
+    let index = shipped.members.iter().position(|m| stored(m) != Some(safetensors::Dtype::I8)).unwrap_or(0);
+    let file = two_members_from(index);
     let answers = |storage: Storage| {
         let bytes = file.to_safetensors(storage, &HashMap::new()).unwrap();
         let classifier = Classifier::from_safetensors(&bytes).unwrap();
         (bytes.len(), images().iter().map(|image| classifier.classify_bytes(image).unwrap().probabilities).collect::<Vec<_>>())
     };
-    let ((f32_bytes, exact), (int8_bytes, stored)) = (answers(Storage::F32), answers(Storage::Int8));
-    let largest = exact.iter().flatten().zip(stored.iter().flatten()).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let ((f32_bytes, exact), (int8_bytes, quantised)) = (answers(Storage::F32), answers(Storage::Int8));
+    let largest = exact.iter().flatten().zip(quantised.iter().flatten()).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     println!("int8 file {int8_bytes} bytes (f32 {f32_bytes}); max |Δp| against f32 = {largest:.2e}");
     assert!(int8_bytes * 3 < f32_bytes, "int8 should be about a quarter of f32");
     assert!(largest > 0.0 && largest <= 0.05, "max |Δp| {largest}");
+    // Already on the grid: the shipped int8 member, written as int8 again, reads back exactly.
+    if let Some(on_grid) = shipped.members.iter().find(|m| stored(m) == Some(safetensors::Dtype::I8)) {
+        let again = skinlens_core::FoldedNetwork::from_safetensors(&on_grid.network.to_safetensors(Storage::Int8, &HashMap::new()).unwrap()).unwrap();
+        let head = |n: &skinlens_core::FoldedNetwork| n.head.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(head(&again), head(&on_grid.network), "re-quantising an int8 member changed it");
+    }
     // Each member in its own storage: the reader tells them apart tensor by tensor.
     let mixed = file.to_safetensors_stored(&[Storage::Int8, Storage::F32], &HashMap::new()).unwrap();
     let back = ModelFile::from_safetensors(&mixed).unwrap();
