@@ -180,10 +180,21 @@ def taps(n_out, n_in):
     return i0, np.minimum(i0 + 1, n_in - 1), num - i0 * denom, denom
 
 
-def model_input(rgb, size):
+def shades_of_gray(sq, p):
+    """src/preprocess/colour.rs: per-channel gains from the Minkowski p-mean, applied to the square."""
+    x = sq.astype(np.float64)
+    illuminant = np.mean(x ** p, axis=(0, 1)) ** (1.0 / p)
+    norm = np.sqrt(np.sum(illuminant ** 2))
+    gains = np.where(illuminant > 0, norm / (np.sqrt(3.0) * np.maximum(illuminant, 1e-300)), 1.0)
+    return np.minimum(np.floor(x * gains + 0.5), 255).astype(np.int64)
+
+
+def model_input(rgb, size, colour="none"):
     h, w, _ = rgb.shape
     s = min(h, w)
     sq = rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s].astype(np.int64)
+    if colour != "none":
+        sq = shades_of_gray(sq, int(colour.split(":")[1]))
     r0, r1, fr, dy = taps(size, s)
     c0, c1, fc, dx = taps(size, s)
     fr, fc = fr[:, None, None], fc[None, :, None]
@@ -195,13 +206,15 @@ def model_input(rgb, size):
 
 # --- the project's logits, through the CLI
 
-def project_logits(cli, name, arch, size, tensors, classes, png, tmp):
+def project_logits(cli, name, arch, size, tensors, classes, png, tmp, colour="none"):
     """The member's raw logits as target/release/skinlens computes them (see the module doc)."""
     own = {k.split("/", 1)[1]: v.astype(np.float32) for k, v in tensors.items() if k.startswith(f"{name}/")}
     own["_fc.weight"] = np.concatenate([own["_fc.weight"], np.zeros((1, own["_fc.weight"].shape[1]), np.float32)])
     own["_fc.bias"] = np.concatenate([own["_fc.bias"], np.zeros(1, np.float32)])
     meta = {"skinlens.arch": arch, "skinlens.input_size": str(size), "skinlens.batchnorm": "folded",
             "skinlens.classes": ",".join(classes + ["zero-logit"]), "skinlens.tta": "none", "skinlens.untrained": "false"}
+    if colour != "none":
+        meta["skinlens.colour_constancy"] = colour
     path = Path(tmp) / f"{name}.safetensors"
     write_safetensors(path, own, meta)
     run = subprocess.run([cli, "predict", "--json", "--tta=none", "--model", str(path), str(png)],
@@ -237,19 +250,18 @@ def main():
         for name in names:
             arch = meta[f"skinlens.member.{name}.arch"]
             size = int(meta[f"skinlens.member.{name}.input_size"])
-            if meta.get(f"skinlens.member.{name}.colour_constancy", "none") != "none":
-                sys.exit(f"{name}: colour constancy is not ported here; the check would compare different inputs")
+            colour = meta.get(f"skinlens.member.{name}.colour_constancy", "none")
             model = member_graph(name, arch, size, tensors, classes)
             onnx_path = args.out / f"{name}.onnx"
             onnx.save(model, onnx_path)
 
-            x = model_input(rgb, size)
-            input_file = f"input-{size}.bin"
+            x = model_input(rgb, size, colour)
+            input_file = f"input-{size}.bin" if colour == "none" else f"input-{size}-{colour.replace(':', '')}.bin"
             x.tofile(args.out / input_file)
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             got = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0][0]
-            want = project_logits(args.cli, name, arch, size, tensors, classes, png, tmp)
+            want = project_logits(args.cli, name, arch, size, tensors, classes, png, tmp, colour)
             diff = float(np.abs(got - want).max())
             agree = int(got.argmax()) == int(want.argmax())
             ok &= agree and diff <= TOLERANCE
