@@ -68,8 +68,10 @@ fn the_answer_is_the_weighted_mean_of_each_members_own_answer() {
 fn an_int8_file_answers_like_its_f32_self() {
     // A shipped member stored in f16, so its weights are not already on the int8 grid (an int8
     // member written as int8 again reads back exactly, which would test nothing here).
-    let shipped = ModelFile::from_safetensors(&shipped_bytes()).unwrap();
-    let stored = |m: &Member| safetensors::SafeTensors::deserialize(&shipped_bytes()).unwrap().tensor(&format!("{}/_conv_head.weight", m.name)).map(|t| t.dtype()).ok();
+    let shipped_file = shipped_bytes();
+    let shipped = ModelFile::from_safetensors(&shipped_file).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&shipped_file).unwrap();
+    let stored = |m: &Member| tensors.tensor(&format!("{}/_conv_head.weight", m.name)).map(|t| t.dtype()).ok();
     let index = shipped.members.iter().position(|m| stored(m) != Some(safetensors::Dtype::I8)).unwrap_or(0);
     let file = two_members_from(index);
     let answers = |storage: Storage| {

@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// The shortest weight row (inputs summed per output channel) stored as int8.
 pub const INT8_MIN_ROW: usize = 32;
 
-/// Suffix of the per-channel scale tensor of an int8 weight (`_conv_head.weight_scale`).
+/// Suffix of the scale tensor of an int8 weight (`_conv_head.weight_scale`: `[C_out, runs]`).
 pub const SCALE_SUFFIX: &str = "_scale";
 
 /// Storage type of a written model file.
@@ -30,8 +30,8 @@ pub const SCALE_SUFFIX: &str = "_scale";
 pub enum Storage {
     F32,
     F16,
-    /// Weights with rows of at least [`INT8_MIN_ROW`] int8 per output channel with f32 scales,
-    /// shorter rows f16; biases f32.
+    /// Weights with rows of at least [`INT8_MIN_ROW`] int8, in runs of at most [`INT8_GROUP`]
+    /// inputs per output channel with f32 scales; shorter rows f16; biases f32.
     Int8,
 }
 
@@ -87,13 +87,12 @@ pub fn run_length(len: usize, groups: usize) -> usize {
     len.div_ceil(groups.max(1))
 }
 
-/// How many runs a row of `len` values is cut into, at most `group` long: the smallest count
-/// whose equal runs cover the row and that the reader gets back from the scales' shape.
+/// How many runs a row of `len` values is cut into, each at most `group` long. The reader gets
+/// the same cut back from this count alone: with `g = ceil(len / group)` runs of
+/// `r = ceil(len / g) ≤ group`, `len > (g − 1)·group ≥ (g − 1)·r`, so exactly `g` runs of `r`
+/// cover the row.
 pub fn runs_for(len: usize, group: usize) -> usize {
-    let groups = len.div_ceil(group.max(1)).max(1);
-    let run = run_length(len, groups);
-    let actual = len.div_ceil(run);
-    if run_length(len, actual) == run { actual } else { 1 }
+    len.div_ceil(group.max(1)).max(1)
 }
 
 /// Symmetric int8 in runs of at most `group` values along each (equally long) row: each run's

@@ -6,7 +6,7 @@
 //!   ImageNet reference and the trainer's checkpoints store them;
 //! * **folded** — each convolution with `.weight` and `.bias`, BatchNorm already folded in,
 //!   metadata `skinlens.batchnorm = folded` (what `skinlens export` writes; f32, f16, or int8
-//!   weights with per-channel scales: see `storage`).
+//!   weights with a scale per run of inputs: see `storage`).
 //!
 //! The class order travels in the metadata (`skinlens.classes = akiec,bcc,…`); a model without
 //! it is read in alphabetical HAM10000 order when it has seven outputs.

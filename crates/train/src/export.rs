@@ -232,20 +232,18 @@ struct F32Answers<'a> {
     classes: &'a [String],
 }
 
-/// Both lossy storage checks of one member, logged.
+/// Both lossy storage checks of one member (f16, int8), logged.
 fn check_storage(name: &str, net: &FoldedNetwork, f32_answers: &F32Answers) -> Result<(StorageCheck, StorageCheck)> {
-    let mut checks = Vec::new();
-    for storage in [Storage::F16, Storage::Int8] {
+    let reference = f32_answers.report;
+    let measure = |storage: Storage| -> Result<StorageCheck> {
         let check = StorageCheck::measure(storage, net, f32_answers)?;
-        let reference = f32_answers.report;
         eprintln!(
             "{name}: {} vs f32 on validation: same confusion matrix {}, balanced accuracy {:.4} vs {:.4}, macro AUC {:.4} vs {:.4}, largest probability change {:.2e}",
             storage.as_str(), check.same_confusion, check.report.balanced_accuracy, reference.balanced_accuracy, check.report.macro_auc, reference.macro_auc, check.largest_probability_change
         );
-        checks.push(check);
-    }
-    let int8 = checks.pop().expect("two checks");
-    Ok((checks.pop().expect("two checks"), int8))
+        Ok(check)
+    };
+    Ok((measure(Storage::F16)?, measure(Storage::Int8)?))
 }
 
 /// The class mix training drew: n_c^(1 − over_rate), normalised (see `data::sampler`).
@@ -500,16 +498,15 @@ fn mix(members: &[Calibrated], weights: &[f32]) -> Vec<Vec<f32>> {
 fn choose_weights(rule: &str, budget: &Budget, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
     let k = members.len();
     ensure!(budget.max_members >= 1, "--max-members must be at least 1");
-    let within_budget = |w: &[f32]| budget.allows(w);
     let bmca = |w: &[f32]| score(&mix(members, w), labels, classes).balanced_accuracy;
     let equal = vec![1.0 / k as f32; k];
     match rule {
         "equal" => {
-            ensure!(within_budget(&equal), "--weights equal gives all {k} members a weight, more than {} allows", budget.describe());
+            ensure!(budget.allows(&equal), "--weights equal gives all {k} members a weight, more than {} allows", budget.describe());
             Ok((equal.clone(), vec![(equal.clone(), bmca(&equal))]))
         }
         "auto" if k == 1 => {
-            ensure!(within_budget(&[1.0]), "the one member is larger than {} allows", budget.describe());
+            ensure!(budget.allows(&[1.0]), "the one member is larger than {} allows", budget.describe());
             Ok((vec![1.0], vec![]))
         }
         "auto" => {
@@ -527,7 +524,7 @@ fn choose_weights(rule: &str, budget: &Budget, members: &[Calibrated], labels: &
             let total: f32 = w.iter().sum();
             ensure!(total > 0.0, "--weights {list}: at least one must be positive");
             let w: Vec<f32> = w.iter().map(|v| v / total).collect();
-            ensure!(within_budget(&w), "--weights {list}: more than {} allows", budget.describe());
+            ensure!(budget.allows(&w), "--weights {list}: more than {} allows", budget.describe());
             let b = bmca(&w);
             Ok((w.clone(), vec![(w, b)]))
         }
