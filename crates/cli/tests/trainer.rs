@@ -198,11 +198,15 @@ fn an_export_with_two_members_writes_both_and_lists_each_on_the_card() {
     skinlens(&[
         "export", "--run", run.to_str().unwrap(), "--ensemble-with", second.to_str().unwrap(), "--weights", "equal",
         "--size", "auto", "--size-factors", "1.0,1.25", "--out", model.to_str().unwrap(), "--card", out.join("card.json").to_str().unwrap(),
-        "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
+        "--dtype", "int8", "--tta", "none", "--bootstrap", "20",
     ]);
     let card = json(&out.join("card.json"));
     let members = card["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
+    // The weights were chosen on the members' int8 answers: the mix's validation figure is the
+    // written file's own (one pass per image), not its f32 members'.
+    let (mixed, written) = (card["ensemble"]["validation_balanced_accuracy"].as_f64().unwrap(), card["test_time_augmentation"]["validation_balanced_accuracy"]["one_pass"].as_f64().unwrap());
+    assert!((mixed - written).abs() < 1e-9, "the mix read {mixed} on validation, the written file {written}");
     for m in members {
         assert_eq!(m["weight"].as_f64().unwrap(), 0.5);
         assert!([64, 80].contains(&m["input_size"].as_u64().unwrap()), "{m}");

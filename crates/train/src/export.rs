@@ -12,7 +12,8 @@
 //! its networks join as they were exported — their size, decision rule and temperature were
 //! chosen then, on the same validation split, which the card must show.
 //!
-//! Then the members' weights are chosen on validation (`--weights`), the file is written (one
+//! Then each member's storage is chosen (`--dtype`), the members' weights on validation
+//! (`--weights`, from each member's answers in that storage), the file is written (one
 //! member: today's one-network layout), its test-time views chosen on validation, and the written
 //! file itself is scored on the lesion-grouped test split — each member and the whole — with
 //! bootstrap intervals over lesions. The card lists every member with its own figures.
@@ -180,6 +181,8 @@ struct Calibrated {
 
 /// One member written in a lossy storage type and read back, scored against its f32 self.
 struct StorageCheck {
+    /// Its calibrated one-pass validation probabilities, as stored.
+    probabilities: Vec<Vec<f32>>,
     report: Report,
     same_confusion: bool,
     largest_probability_change: f32,
@@ -203,6 +206,7 @@ impl StorageCheck {
             same_confusion: report.confusion == f32_answers.report.confusion,
             largest_probability_change: probs.iter().zip(f32_answers.probabilities).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max),
             report,
+            probabilities: probs,
         })
     }
 
@@ -481,24 +485,37 @@ fn budgeted_grid(k: usize, steps: usize, budget: &Budget) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn mix(members: &[Calibrated], weights: &[f32]) -> Vec<Vec<f32>> {
-    let n = members[0].val_probabilities.len();
+/// Each member's answers weighted and summed, image by image.
+fn mix(answers: &[&[Vec<f32>]], weights: &[f32]) -> Vec<Vec<f32>> {
+    let n = answers[0].len();
     (0..n)
         .map(|i| {
-            let mut p = vec![0f32; members[0].val_probabilities[i].len()];
-            for (m, w) in members.iter().zip(weights) {
-                p.iter_mut().zip(&m.val_probabilities[i]).for_each(|(s, v)| *s += w * v);
+            let mut p = vec![0f32; answers[0][i].len()];
+            for (member, w) in answers.iter().zip(weights) {
+                p.iter_mut().zip(&member[i]).for_each(|(s, v)| *s += w * v);
             }
             p
         })
         .collect()
 }
 
-/// Member weights by `--weights`, with the validation balanced accuracy of the choices tried.
-fn choose_weights(rule: &str, budget: &Budget, members: &[Calibrated], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
-    let k = members.len();
+impl Calibrated {
+    /// Its validation answers as `storage` writes it: what the shipped file will say.
+    fn answers_as(&self, storage: Storage) -> &[Vec<f32>] {
+        match storage {
+            Storage::F32 => &self.val_probabilities,
+            Storage::F16 => &self.f16.probabilities,
+            Storage::Int8 => &self.int8.probabilities,
+        }
+    }
+}
+
+/// Member weights by `--weights`, chosen on each member's validation answers (`answers`), with
+/// the validation balanced accuracy of the choices tried.
+fn choose_weights(rule: &str, budget: &Budget, answers: &[&[Vec<f32>]], labels: &[usize], classes: &[String]) -> Result<(Vec<f32>, WeightsTried)> {
+    let k = answers.len();
     ensure!(budget.max_members >= 1, "--max-members must be at least 1");
-    let bmca = |w: &[f32]| score(&mix(members, w), labels, classes).balanced_accuracy;
+    let bmca = |w: &[f32]| score(&mix(answers, w), labels, classes).balanced_accuracy;
     let equal = vec![1.0 / k as f32; k];
     match rule {
         "equal" => {
@@ -602,9 +619,13 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         eprintln!("m{}: stored as {} ({:.1} MB)", i + 1, storage.as_str(), *size as f64 / 1e6);
     }
     let budget = Budget { max_members: options.max_members.unwrap_or(members.len()), max_bytes: options.max_bytes.unwrap_or(usize::MAX), sizes: &sizes };
-    let (weights, weight_grid) = choose_weights(&options.weights, &budget, &members, &labels, &classes)?;
+    // The weights are chosen on what each member says in the storage it will be written in, so
+    // the mix's validation figure is the written file's (one pass per image).
+    let stored_answers: Vec<&[Vec<f32>]> = members.iter().zip(&storages).map(|(m, &s)| m.answers_as(s)).collect();
+    let (weights, weight_grid) = choose_weights(&options.weights, &budget, &stored_answers, &labels, &classes)?;
+    let mix_balanced_accuracy = score(&mix(&stored_answers, &weights), &labels, &classes).balanced_accuracy;
     if members.len() > 1 {
-        eprintln!("member weights on validation ({}): {:?} → balanced accuracy {:.4}", options.weights, weights, score(&mix(&members, &weights), &labels, &classes).balanced_accuracy);
+        eprintln!("member weights on validation ({}, each member as stored): {:?} → balanced accuracy {mix_balanced_accuracy:.4}", options.weights, weights);
     }
     // Members with weight 0 are left out.
     let shipped: Vec<(usize, f32)> = weights.iter().copied().enumerate().filter(|(_, w)| *w > 0.0).collect();
@@ -778,13 +799,14 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         "ensemble": {
             "weights_rule": options.weights,
             "weights": weights,
-            "validation_balanced_accuracy": score(&mix(&members, &weights), &labels, &classes).balanced_accuracy,
+            "validation_balanced_accuracy": mix_balanced_accuracy,
+            "validation_note": "each member's one-pass answers in the storage it is written in",
             "weights_tried": weight_grid.iter().take(12).map(|(w, b)| json!({"weights": w, "balanced_accuracy": b})).collect::<Vec<_>>(),
             "method": "weighted mean of each member's calibrated probabilities (each member averaged over the test-time views)",
         },
         "weights": {
             "file": name_of(&options.out),
-            "format": format!("BatchNorm folded; members stored as {storage_list} (int8: 1x1 and classifier weights in runs of at most 32 inputs per output channel with f32 scales, depthwise and stem weights f16, biases f32)"),
+            "format": format!("BatchNorm folded; members stored as {storage_list} (int8: 1x1 weights of at least 32,768 values in runs of at most 32 inputs per output channel with f32 scales; other weights f16; biases f32)"),
             "storage_rule": options.dtype,
             "bytes": model_bytes.len(),
             "temperature": first.temperature,
@@ -877,7 +899,7 @@ mod tests {
 
     #[test]
     fn f16_is_kept_unless_it_costs_more_than_the_bounds() {
-        let check = |ba: f64, auc: f64| StorageCheck { report: report(ba, auc), same_confusion: false, largest_probability_change: 0.0 }.as_good(&report(0.70, 0.92));
+        let check = |ba: f64, auc: f64| StorageCheck { probabilities: Vec::new(), report: report(ba, auc), same_confusion: false, largest_probability_change: 0.0 }.as_good(&report(0.70, 0.92));
         assert!(check(0.7011, 0.92), "a gain is fine (1.2.0's m1: +0.0011)");
         assert!(check(0.696, 0.919), "small losses are within the bounds");
         assert!(!check(0.694, 0.92), "balanced accuracy down by 0.006");
