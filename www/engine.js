@@ -2,7 +2,7 @@
 // pool that spreads an image's passes over the cores (./pool.js), and fresh workers if the
 // engine ever crashes, so one bad moment does not end the session.
 
-import { EngineWorker, WorkerStopped, dealPasses } from './pool.js';
+import { EngineWorker, WorkerStopped, dealPasses, passCosts } from './pool.js';
 
 /** Backends this page can load, by the id used in `?backend=` and in results. */
 export const BACKENDS = {
@@ -72,6 +72,10 @@ export class Engine {
     const loaded = this.lead.load({ backend: this.backend, modelUrl: this.modelUrl, share, simd: this.simd });
     return loaded.then((ready) => {
       this.passCount = ready.passCount ?? 1;
+      const members = ready.description?.members ?? [];
+      const costs = passCosts(members);
+      // Equal costs (dealt in turn) if the description does not account for every pass.
+      this.passCosts = costs.length === this.passCount ? costs : new Array(this.passCount).fill(1);
       this.pooled = Boolean(ready.pooled);
       if (share && this.pooled) this.startHelpers(generation, ready.modelBytes, onFatal);
       return { description: ready.description, timings: ready.timings };
@@ -121,7 +125,7 @@ export class Engine {
    * order, exactly as one worker would.
    */
   async classifySpread(image, [lead, ...helpers]) {
-    const shares = dealPasses(this.passCount, 1 + helpers.length);
+    const shares = dealPasses(this.passCosts, 1 + helpers.length);
     const begun = lead.request({ type: 'begin', image, passes: shares[0] });
     begun.result.catch(() => {}); // awaited below; an early failure must not go unhandled
     let answers;

@@ -99,9 +99,49 @@ export class EngineWorker {
   }
 }
 
-/** Passes 0…count−1 dealt to `workers` workers in turn: pass p goes to worker p mod workers. */
-export function dealPasses(count, workers) {
+/**
+ * One image's passes dealt to `workers` workers by cost (`costs[p]`: pass p's relative cost).
+ * Pass 0, whose features explain the answer, goes to the lead (worker 0); then each other pass,
+ * costliest first, to the worker with the least work so far. Dealt in turn instead, 1.5.0's lead
+ * got its Lite0 and its Lite2 at 344 px, about 80 % of the work. Returns each worker's passes in
+ * ascending order; equal costs give the in-turn deal.
+ */
+export function dealPasses(costs, workers) {
   const shares = Array.from({ length: workers }, () => []);
-  for (let pass = 0; pass < count; pass++) shares[pass % workers].push(pass);
-  return shares;
+  if (costs.length === 0) return shares;
+  const load = new Array(workers).fill(0);
+  shares[0].push(0);
+  load[0] = costs[0];
+  const rest = costs.map((cost, pass) => ({ cost, pass })).slice(1).sort((a, b) => b.cost - a.cost || a.pass - b.pass);
+  for (const { cost, pass } of rest) {
+    const worker = load.indexOf(Math.min(...load));
+    shares[worker].push(pass);
+    load[worker] += cost;
+  }
+  return shares.map((share) => share.sort((a, b) => a - b));
+}
+
+/**
+ * Multiply-adds per input pixel of each EfficientNet-Lite, from Google's published counts
+ * (Lite0 407 M at 224 px, Lite1 631 M at 240, Lite2 899 M at 260, Lite3 1.44 G at 280, Lite4
+ * 2.64 G at 300). Only their ratios matter: they steer which worker runs which pass.
+ */
+const MULTIPLY_ADDS_PER_PIXEL = {
+  'efficientnet-lite0': 407e6 / (224 * 224),
+  'efficientnet-lite1': 631e6 / (240 * 240),
+  'efficientnet-lite2': 899e6 / (260 * 260),
+  'efficientnet-lite3': 1.44e9 / (280 * 280),
+  'efficientnet-lite4': 2.64e9 / (300 * 300),
+};
+
+/**
+ * Each pass's relative cost, in pass order (member 0's views first, then member 1's, …), from
+ * `describe().members`: its input pixels × its network's multiply-adds per pixel (Lite0's for
+ * a network not in the table).
+ */
+export function passCosts(members) {
+  return members.flatMap(({ arch, inputSize, views }) => {
+    const perPixel = MULTIPLY_ADDS_PER_PIXEL[arch] ?? MULTIPLY_ADDS_PER_PIXEL['efficientnet-lite0'];
+    return new Array(views).fill(inputSize * inputSize * perPixel);
+  });
 }

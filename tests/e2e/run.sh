@@ -25,4 +25,4 @@ if [[ ! -f $stamp ]] || [[ -n $(find www crates/web/src crates/web/Cargo.toml cr
 fi
 
 echo "== e2e tests"
-exec node --test --test-concurrency=1 --test-reporter=spec "$here/page.test.mjs" "$here/ux.test.mjs" "$here/pool.test.mjs" "$here/webgpu.test.mjs" "$here/ensemble.test.mjs"
+exec node --test --test-concurrency=1 --test-reporter=spec "$here/page.test.mjs" "$here/ux.test.mjs" "$here/pool.test.mjs" "$here/deal.test.mjs" "$here/webgpu.test.mjs" "$here/ensemble.test.mjs"
