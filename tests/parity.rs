@@ -115,7 +115,8 @@ fn folded_export_round_trips_in_every_storage() {
 }
 
 /// int8 keeps every weight of every layer within half a quantisation step of its run (f16 where
-/// a weight is too small or its rows too short for int8): a wrong scale, run or sign shows here before it shows in the logits.
+/// a weight is too small or its rows too short for int8): a wrong scale, run or sign shows here
+/// before it shows in the logits.
 #[test]
 fn int8_weights_stay_within_half_a_step_of_their_run() {
     use skinlens_core::model::storage::{is_int8_weight, run_length, runs_for, INT8_GROUP};
@@ -126,11 +127,10 @@ fn int8_weights_stay_within_half_a_step_of_their_run() {
     let mut quantised = 0;
     for ((name, w), (_, q)) in before.iter().zip(&after) {
         let exact = w.rank() == 1; // biases are stored as f32
-        let w_dims = &w.dims().to_vec();
+        let int8 = !exact && is_int8_weight(w.dims());
         let (w, q) = (w.flatten_from(1).unwrap_or_else(|_| w.unsqueeze(1).unwrap()), q.flatten_from(1).unwrap_or_else(|_| q.unsqueeze(1).unwrap()));
         let (w, q) = (w.to_vec2::<f32>().unwrap(), q.to_vec2::<f32>().unwrap());
         let len = w[0].len();
-        let int8 = !exact && is_int8_weight(w_dims);
         quantised += usize::from(int8);
         let run = run_length(len, runs_for(len, INT8_GROUP));
         for (row_w, row_q) in w.iter().zip(&q) {

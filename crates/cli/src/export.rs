@@ -20,8 +20,9 @@ pub struct ExportArgs {
     #[arg(long, default_value = "models/skinlens.card.json")]
     pub card: PathBuf,
     /// Storage type: f32, f16, int8 (the 1×1 weights of at least 32,768 values in runs of ≤ 32
-    /// inputs with f32 scales, the rest f16; about 0.6 of f16), or auto: for each member, the smallest whose copy of it loses
-    /// at most 0.005 validation balanced accuracy and 0.002 macro AUC against f32.
+    /// inputs with f32 scales, the rest f16; about 0.6 of f16), or auto: for each member, the
+    /// smallest whose copy of it loses at most 0.005 validation balanced accuracy and 0.002
+    /// macro AUC against f32.
     #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// Input size each member runs at: `train` (the size it was trained at), `auto` (the best on
