@@ -79,6 +79,10 @@ pub struct TrainArgs {
     pub patience: usize,
     #[command(flatten)]
     pub split: SplitArgs,
+    /// Seed of the initialisation, sampling order and augmentation (default: --seed). A second
+    /// training seed on the same split gives another ensemble member to choose on validation.
+    #[arg(long, value_name = "SEED")]
+    pub train_seed: Option<u64>,
     /// Cross-validation: validate on fold F of --folds (the test part stays fixed).
     #[arg(long, value_name = "F")]
     pub fold: Option<usize>,
@@ -135,7 +139,7 @@ impl TrainArgs {
             dropout: self.dropout,
             over_rate: self.over_rate,
             patience: self.patience,
-            seed: self.split.seed,
+            seed: self.train_seed.unwrap_or(self.split.seed),
             split: SplitPlan {
                 seed: self.split.seed,
                 val_fraction: self.split.val_fraction,
