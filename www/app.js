@@ -459,6 +459,8 @@ function start() {
       classes: description.classes,
       untrained: description.untrained,
       inputSize: description.inputSize,
+      /** The networks each answer averages: {name, arch, inputSize, weight, views, multiplyAdds, …}. */
+      members: description.members ?? [],
       familiarity: description.familiarity ?? null,
       wasmSimd: description.wasmSimd ?? null,
       kiosk,

@@ -75,7 +75,8 @@ export class Engine {
       const members = ready.description?.members ?? [];
       const costs = passCosts(members);
       // Equal costs (dealt in turn) if the description does not account for every pass.
-      this.passCosts = costs.length === this.passCount ? costs : new Array(this.passCount).fill(1);
+      const counted = costs.length === this.passCount && costs.every((cost) => cost > 0);
+      this.passCosts = counted ? costs : new Array(this.passCount).fill(1);
       this.pooled = Boolean(ready.pooled);
       if (share && this.pooled) this.startHelpers(generation, ready.modelBytes, onFatal);
       return { description: ready.description, timings: ready.timings };

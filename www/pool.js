@@ -122,26 +122,10 @@ export function dealPasses(costs, workers) {
 }
 
 /**
- * Multiply-adds per input pixel of each EfficientNet-Lite, from Google's published counts
- * (Lite0 407 M at 224 px, Lite1 631 M at 240, Lite2 899 M at 260, Lite3 1.44 G at 280, Lite4
- * 2.64 G at 300). Only their ratios matter: they steer which worker runs which pass.
- */
-const MULTIPLY_ADDS_PER_PIXEL = {
-  'efficientnet-lite0': 407e6 / (224 * 224),
-  'efficientnet-lite1': 631e6 / (240 * 240),
-  'efficientnet-lite2': 899e6 / (260 * 260),
-  'efficientnet-lite3': 1.44e9 / (280 * 280),
-  'efficientnet-lite4': 2.64e9 / (300 * 300),
-};
-
-/**
  * Each pass's relative cost, in pass order (member 0's views first, then member 1's, …), from
- * `describe().members`: its input pixels × its network's multiply-adds per pixel (Lite0's for
- * a network not in the table).
+ * `describe().members`: each member's multiply-adds per pass, counted by the core from its
+ * network's block table at the size it runs at.
  */
 export function passCosts(members) {
-  return members.flatMap(({ arch, inputSize, views }) => {
-    const perPixel = MULTIPLY_ADDS_PER_PIXEL[arch] ?? MULTIPLY_ADDS_PER_PIXEL['efficientnet-lite0'];
-    return new Array(views).fill(inputSize * inputSize * perPixel);
-  });
+  return members.flatMap(({ multiplyAdds, views }) => new Array(views).fill(multiplyAdds));
 }

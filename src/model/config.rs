@@ -104,6 +104,25 @@ impl ModelConfig {
         Self::lite(variant)
     }
 
+    /// Multiply-adds of one pass at `input_size` px: every convolution (stem, blocks, head) at
+    /// its output size under TF 'SAME' padding; the classifier, BatchNorm and activations are
+    /// left out. The page deals an image's passes to its workers by this cost.
+    pub fn multiply_adds(&self, input_size: usize) -> u64 {
+        let square = |side: usize| (side * side) as u64;
+        let mut side = input_size.div_ceil(2);
+        let mut total = square(side) * (3 * 3 * 3 * self.stem_channels) as u64;
+        for block in &self.blocks {
+            let mid = block.mid_channels() as u64;
+            if block.has_expand() {
+                total += square(side) * block.in_channels as u64 * mid;
+            }
+            side = side.div_ceil(block.stride);
+            total += square(side) * mid * (block.kernel * block.kernel + block.out_channels) as u64;
+        }
+        let last = self.blocks.last().map_or(self.stem_channels, |b| b.out_channels);
+        total + square(side) * (last * self.head_channels) as u64
+    }
+
     /// Spatial size of the head's feature map (7 for 224 input: five stride-2 stages).
     pub fn feature_size(&self, input_size: usize) -> usize {
         let strides = 1 + self.blocks.iter().filter(|b| b.stride == 2).count();
@@ -126,5 +145,20 @@ mod tests {
         let residual: Vec<usize> = c.blocks.iter().enumerate().filter(|(_, b)| b.has_residual()).map(|(i, _)| i).collect();
         assert_eq!(residual, [2, 4, 6, 7, 9, 10, 12, 13, 14]);
         assert_eq!(c.feature_size(224), 7);
+    }
+
+    #[test]
+    fn multiply_adds_agree_with_googles_published_counts() {
+        // Google's EfficientNet-Lite table (MACs at each variant's own size), which also counts
+        // the 1,000-class classifier and rounds its own way: ours must be a few percent under.
+        for (variant, published) in [(0, 407e6), (1, 631e6), (2, 899e6), (3, 1.44e9), (4, 2.64e9)] {
+            let c = ModelConfig::lite(variant).unwrap();
+            let ratio = c.multiply_adds(c.input_size) as f64 / published;
+            assert!((0.93..1.0).contains(&ratio), "Lite{variant}: {} vs {published} published", c.multiply_adds(c.input_size));
+        }
+        // Cost grows with the pixels: twice the side, about four times the work.
+        let c = ModelConfig::lite0();
+        let ratio = c.multiply_adds(448) as f64 / c.multiply_adds(224) as f64;
+        assert!((3.9..4.1).contains(&ratio), "{ratio}");
     }
 }

@@ -41,7 +41,9 @@ async function classifyWith(workers) {
     if (request.url().endsWith('.safetensors')) modelRequests.push(request.url());
   });
   try {
-    await openPage(page, `${server.url}?backend=cpu&workers=${workers}`);
+    const ready = await openPage(page, `${server.url}?backend=cpu&workers=${workers}`);
+    // The pool deals passes by these counts (www/pool.js); each must be a real count.
+    assert.ok(ready.members.length > 0 && ready.members.every((m) => Number.isInteger(m.multiplyAdds) && m.multiplyAdds > 1e6), JSON.stringify(ready.members));
     const deadline = Date.now() + 90_000;
     while ((await classify(page, IMAGES[0])).engineWorkers !== workers) {
       assert.ok(Date.now() < deadline, `no answer from ${workers} workers within 90 s`);

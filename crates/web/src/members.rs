@@ -17,6 +17,8 @@ pub struct MemberDescription {
     pub colour_constancy: String,
     /// Passes of its network per image (its test-time views).
     pub views: usize,
+    /// Multiply-adds of one pass at its input size (the page deals passes to workers by it).
+    pub multiply_adds: u64,
 }
 
 pub fn describe_members(classifier: &Classifier) -> Vec<MemberDescription> {
@@ -32,6 +34,7 @@ pub fn describe_members(classifier: &Classifier) -> Vec<MemberDescription> {
             temperature: m.metadata().temperature,
             colour_constancy: m.metadata().colour_constancy.as_string(),
             views: m.test_time_views().view_count(),
+            multiply_adds: m.model().config().multiply_adds(m.input_size() as usize),
         })
         .collect()
 }

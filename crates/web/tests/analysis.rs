@@ -146,6 +146,10 @@ fn a_two_member_model_gives_the_core_classifiers_answer() {
     assert_eq!(ours, reference.probabilities, "the page's CPU path is the core's, bit for bit");
     let described = skinlens_web::describe_members(&classifier);
     assert_eq!(described.iter().map(|m| (m.input_size, m.colour_constancy.as_str())).collect::<Vec<_>>(), [(classifier.input_size(), "none"), (classifier.input_size() + 32, "shades_of_gray:6")]);
+    // Same network 32 px larger: its pass costs more by the pixel ratio (within 5 %: padding).
+    let (small, large) = (described[0].multiply_adds as f64, described[1].multiply_adds as f64);
+    let pixels = ((classifier.input_size() + 32) as f64 / classifier.input_size() as f64).powi(2);
+    assert!((large / small / pixels - 1.0).abs() < 0.05, "{small} vs {large} multiply-adds, pixel ratio {pixels}");
 }
 
 /// The familiarity check the shipped model carries: the pooled features it reads are the ones the
