@@ -40,7 +40,7 @@ pub struct ExportArgs {
     pub bootstrap: usize,
     /// Decision rule: subtract τ·log(prior) from the logits, the prior being the class mix the
     /// network was trained on (after oversampling). `auto` picks τ on validation balanced
-    /// accuracy from 0, 0.25, …, 1.5; a number fixes it; 0 leaves the network as trained.
+    /// accuracy from 0, 0.25, …, 2; a number fixes it; 0 leaves the network as trained.
     #[arg(long, default_value = "auto")]
     pub prior_correction: String,
     /// Another member: a training run folder (its best.safetensors), a checkpoint inside one, or
@@ -66,6 +66,11 @@ pub struct ExportArgs {
     /// balanced accuracy), `flips` or `none`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "flips", "none"])]
     pub tta: String,
+    /// Write candidate N (numbered from 1 as the export prints them: --run, the other runs, then
+    /// the networks of exported files) first if it ships. The page's preview, heat map and
+    /// "not a dermoscopy image" check read the first member.
+    #[arg(long, value_name = "N")]
+    pub lead: Option<usize>,
 }
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
@@ -85,6 +90,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         max_members: args.max_members,
         max_bytes: args.max_mb.map(|mb| (mb * 1e6) as usize),
         tta: args.tta,
+        lead: args.lead,
     };
     skinlens_train::export::run(&options)?;
     Ok(ExitCode::SUCCESS)

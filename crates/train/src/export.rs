@@ -67,6 +67,9 @@ pub struct ExportOptions {
     pub max_bytes: Option<usize>,
     /// Test-time views written into the model: `auto`, `flips` or `none`.
     pub tta: String,
+    /// The candidate (1-based, as the export numbers them: runs first, then exported files'
+    /// networks) written first if it ships; `None`: candidate order.
+    pub lead: Option<usize>,
 }
 
 /// A checkpoint and the run it was trained in.
@@ -564,6 +567,19 @@ fn load_written(path: &Path, views: Option<TestTimeAugmentation>) -> Result<Clas
     Ok(classifier)
 }
 
+/// The shipped candidates `(index, weight)` in the order they are written: `lead` (1-based)
+/// first when it ships, because the page's preview, heat map and familiarity check read the
+/// first member's features; the rest keep their order.
+fn lead_first(mut shipped: Vec<(usize, f32)>, lead: Option<usize>) -> Result<Vec<(usize, f32)>> {
+    let Some(lead) = lead else { return Ok(shipped) };
+    ensure!(lead >= 1, "--lead {lead}: candidates are numbered from 1");
+    match shipped.iter().position(|&(i, _)| i + 1 == lead) {
+        Some(at) => shipped[..=at].rotate_right(1),
+        None => eprintln!("--lead {lead}: m{lead} got no weight, so the members keep their order"),
+    }
+    Ok(shipped)
+}
+
 /// Member name: its place, architecture and test-time size (`m1-lite0-160`).
 fn member_name(index: usize, net: &FoldedNetwork) -> String {
     format!("m{}-{}-{}", index + 1, net.config.name.trim_start_matches("efficientnet-"), net.config.input_size)
@@ -629,7 +645,7 @@ pub fn run(options: &ExportOptions) -> Result<()> {
         eprintln!("member weights on validation ({}, each member as stored): {:?} → balanced accuracy {mix_balanced_accuracy:.4}", options.weights, weights);
     }
     // Members with weight 0 are left out.
-    let shipped: Vec<(usize, f32)> = weights.iter().copied().enumerate().filter(|(_, w)| *w > 0.0).collect();
+    let shipped = lead_first(weights.iter().copied().enumerate().filter(|(_, w)| *w > 0.0).collect(), options.lead)?;
     let mut file = ModelFile {
         members: shipped.iter().map(|&(i, w)| Member { name: member_name(i, &members[i].net), weight: w, network: members[i].net.clone() }).collect(),
     };
@@ -936,6 +952,13 @@ mod tests {
     #[test]
     fn fixres_candidates_are_multiples_of_eight() {
         assert_eq!(candidate_sizes("auto", &[1.0, 1.17, 1.33], 128).unwrap(), vec![128, 152, 168]);
+        let shipped = vec![(0, 0.4), (2, 0.2), (3, 0.4)];
+        let order = |lead| lead_first(shipped.clone(), lead).unwrap().iter().map(|&(i, _)| i).collect::<Vec<_>>();
+        assert_eq!(order(None), [0, 2, 3]);
+        assert_eq!(order(Some(3)), [2, 0, 3], "candidate 3 (index 2) leads, the rest keep their order");
+        assert_eq!(order(Some(4)), [3, 0, 2]);
+        assert_eq!(order(Some(2)), [0, 2, 3], "a candidate left out changes nothing");
+        assert!(lead_first(shipped.clone(), Some(0)).is_err());
         assert_eq!(candidate_sizes("train", &[], 192).unwrap(), vec![192]);
         assert_eq!(candidate_sizes("224", &[], 192).unwrap(), vec![224]);
         assert!(candidate_sizes("huge", &[], 192).is_err());
