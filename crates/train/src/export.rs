@@ -101,6 +101,19 @@ impl MemberSource {
 struct ExportedSource {
     file: PathBuf,
     card: serde_json::Value,
+    /// One network's own entry in the card's `members` (matched by name; `Null` for the file as
+    /// a whole): an ensemble's card keeps each network's epochs and minutes there.
+    member: serde_json::Value,
+}
+
+impl ExportedSource {
+    /// What the card says of `key` for this network: its own entry, else (a one-network file)
+    /// the file's `training` section under `file_key`.
+    fn fact(&self, key: &str, file_key: &str) -> Option<&serde_json::Value> {
+        let own = self.member.get(key).filter(|v| !v.is_null());
+        let single = self.card["members"].as_array().is_none_or(|m| m.iter().filter(|m| m["shipped"] == json!(true)).count() <= 1);
+        own.or_else(|| if single { self.card["training"].get(file_key).filter(|v| !v.is_null()) } else { None })
+    }
 }
 
 impl ExportedSource {
@@ -122,7 +135,7 @@ impl ExportedSource {
             && images["test"].as_u64() == Some(split.test.len() as u64)
             && images["train"].as_u64() == Some(split.train.len() as u64);
         ensure!(same, "{}: its card's split ({theirs}) is not the first run's (seed {}, validation {}, test {}, {}/{}/{} images); ensemble members must share one", file.display(), split.plan.seed, split.plan.val_fraction, split.plan.test_fraction, split.train.len(), split.val.len(), split.test.len());
-        Ok(Self { file: file.to_path_buf(), card })
+        Ok(Self { file: file.to_path_buf(), card, member: serde_json::Value::Null })
     }
 }
 
@@ -150,13 +163,13 @@ impl Origin {
     fn epochs_run(&self) -> Option<usize> {
         match self {
             Origin::Run(s) => Some(s.state.history.len()),
-            Origin::Exported(e) => e.card["training"]["epochs_run"].as_u64().map(|n| n as usize),
+            Origin::Exported(e) => e.fact("epochs_run", "epochs_run")?.as_u64().map(|n| n as usize),
         }
     }
     fn training_minutes(&self) -> Option<f64> {
         match self {
             Origin::Run(s) => Some(s.state.elapsed_s / 60.0),
-            Origin::Exported(e) => e.card["training"]["wall_time_minutes"].as_f64(),
+            Origin::Exported(e) => e.fact("training_minutes", "wall_time_minutes")?.as_f64(),
         }
     }
 }
@@ -429,10 +442,12 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
         let val_report = score(&after, &labels, classes);
         eprintln!("{what} ({}, as exported at {size} px): validation balanced accuracy {:.4}, macro AUC {:.4}", member.name, val_report.balanced_accuracy, val_report.macro_auc);
         let (f16, int8) = check_storage(&what, &net, &F32Answers { images: &val.images, temperature, probabilities: &after, report: &val_report, labels: &labels, classes })?;
-        let epoch = source.card["training"]["checkpoint_epoch"].as_u64().map(|e| e as usize);
+        let own = source.card["members"].as_array().and_then(|all| all.iter().find(|m| m["name"] == json!(member.name))).cloned().unwrap_or_default();
+        let exported = ExportedSource { file: source.file.clone(), card: source.card.clone(), member: own };
+        let epoch = exported.fact("checkpoint_epoch", "checkpoint_epoch").and_then(|e| e.as_u64()).map(|e| e as usize);
         let train_size = net.metadata.train_size.or_else(|| source.card["training"]["config"]["size"].as_u64().map(|s| s as usize));
         out.push(Calibrated {
-            origin: Origin::Exported(ExportedSource { file: source.file.clone(), card: source.card.clone() }),
+            origin: Origin::Exported(exported),
             train_size,
             epoch,
             size_by_validation: vec![(size, val_report.balanced_accuracy)],
@@ -846,7 +861,8 @@ pub fn run(options: &ExportOptions) -> Result<()> {
             "epochs_run": first_source.state.history.len(),
             "best_epoch": first_source.state.best_epoch,
             "history": first_source.state.history,
-            "wall_time_minutes": members.iter().filter_map(|m| m.origin.training_minutes()).sum::<f64>(),
+            // The shipped networks' training, not every candidate's.
+            "wall_time_minutes": shipped.iter().filter_map(|&(i, _)| members[i].origin.training_minutes()).sum::<f64>(),
             "throughput_images_per_second": {"per_epoch": first_source.state.history.iter().map(|r| r.images_per_second).collect::<Vec<_>>()},
             "hardware": hardware(),
             "software": "skinlens train (Rust, candle 0.11 CPU; hand-written backward pass)",
