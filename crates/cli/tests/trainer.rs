@@ -258,6 +258,24 @@ fn an_exported_model_joins_an_ensemble_as_it_was_exported() {
     assert_eq!(now.head.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap(), was.head.weight.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     assert!((after.members[0].weight - 0.7).abs() < 1e-6 && (after.members[1].weight - 0.3).abs() < 1e-6);
 
+    // A two-network file joins network by network, each with its own card entry (decision rule,
+    // epochs, minutes), not the file-wide values of its card.
+    let again = out.join("again.safetensors");
+    skinlens(&[
+        "export", "--run", run.to_str().unwrap(), "--ensemble-with", model.to_str().unwrap(), "--weights", "0,0.5,0.5",
+        "--out", again.to_str().unwrap(), "--card", out.join("again.card.json").to_str().unwrap(), "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
+    ]);
+    let again_card = json(&out.join("again.card.json"));
+    let joined = again_card["members"].as_array().unwrap();
+    assert_eq!(joined.len(), 3);
+    for (now, was) in joined[1..].iter().zip(members) {
+        for key in ["decision_rule_tau", "epochs_run", "checkpoint_epoch", "training_minutes"] {
+            assert_eq!(now[key], was[key], "{key}: {now} vs {was}");
+        }
+    }
+    let shipped_minutes: f64 = members.iter().map(|m| m["training_minutes"].as_f64().unwrap()).sum();
+    assert!((again_card["training"]["wall_time_minutes"].as_f64().unwrap() - shipped_minutes).abs() < 1e-9, "the shipped networks' minutes only");
+
     // A card from another split is refused, naming the file.
     let mut other = earlier_card.clone();
     other["training"]["split"]["seed"] = 99.into();

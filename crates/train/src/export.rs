@@ -423,7 +423,7 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
     let bytes = std::fs::read(&source.file).with_context(|| format!("{what}: cannot read the model"))?;
     let file = ModelFile::from_safetensors(&bytes).with_context(|| format!("{what}: not a usable model"))?;
     let labels: Vec<usize> = val_records.iter().map(|r| r.label).collect();
-    let tau = source.card["decision_rule"]["tau"].as_f64().unwrap_or(0.0);
+    let file_tau = source.card["decision_rule"]["tau"].as_f64().unwrap_or(0.0);
     let mut out = Vec::new();
     for member in file.members {
         let mut net = member.network;
@@ -445,6 +445,8 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
         let own = source.card["members"].as_array().and_then(|all| all.iter().find(|m| m["name"] == json!(member.name))).cloned().unwrap_or_default();
         let exported = ExportedSource { file: source.file.clone(), card: source.card.clone(), member: own };
         let epoch = exported.fact("checkpoint_epoch", "checkpoint_epoch").and_then(|e| e.as_u64()).map(|e| e as usize);
+        // Each network's own rule (an ensemble's card keeps the first one's at file level).
+        let tau = exported.member["decision_rule_tau"].as_f64().unwrap_or(file_tau);
         let train_size = net.metadata.train_size.or_else(|| source.card["training"]["config"]["size"].as_u64().map(|s| s as usize));
         out.push(Calibrated {
             origin: Origin::Exported(exported),
