@@ -28,7 +28,9 @@ fn two_members() -> ModelFile {
 
 /// [`two_members`] from the shipped file's member `index`.
 fn two_members_from(index: usize) -> ModelFile {
-    let a = skinlens_core::ModelFile::from_safetensors(&shipped_bytes()).unwrap().members.remove(index).network;
+    let mut a = skinlens_core::ModelFile::from_safetensors(&shipped_bytes()).unwrap().members.remove(index).network;
+    // "base" is plain whatever the shipped member uses (1.6.0's first member has Shades of Gray).
+    a.metadata.colour_constancy = ColourConstancy::None;
     let mut b = a.clone();
     b.config.input_size = a.config.input_size + 32;
     b.fc_bias = (&b.fc_bias + Tensor::new(&[0.4f32, -0.3, 0.2, 0.0, -0.5, 0.1, 0.3], &Device::Cpu).unwrap()).unwrap();
@@ -187,7 +189,9 @@ fn a_one_network_file_keeps_todays_format_and_answers() {
     let classifier = Classifier::from_safetensors(&bytes).unwrap();
     let model = skinlens_core::EfficientNetLite::new(net).unwrap();
     for image in images() {
-        let prepared = preprocess::prepare(&image, net.config.input_size as u32).unwrap();
+        // As the classifier prepares it: the network's own size and colour constancy.
+        let rgb = preprocess::decode_rgb8(&image, &preprocess::DecodeLimits::default()).unwrap();
+        let prepared = preprocess::prepare_decoded_as(&rgb, preprocess::InputSpec { size: net.config.input_size as u32, colour: net.metadata.colour_constancy });
         let x = preprocess::input_tensor(&[&prepared.model_view], &Device::Cpu).unwrap();
         let views = net.metadata.tta.views(&x).unwrap();
         let mut mean = [0f32; 7];
