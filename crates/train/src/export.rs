@@ -968,8 +968,7 @@ mod tests {
     }
 
     #[test]
-    fn fixres_candidates_are_multiples_of_eight() {
-        assert_eq!(candidate_sizes("auto", &[1.0, 1.17, 1.33], 128).unwrap(), vec![128, 152, 168]);
+    fn the_lead_candidate_is_written_first_when_it_ships() {
         let shipped = vec![(0, 0.4), (2, 0.2), (3, 0.4)];
         let order = |lead| lead_first(shipped.clone(), lead).unwrap().iter().map(|&(i, _)| i).collect::<Vec<_>>();
         assert_eq!(order(None), [0, 2, 3]);
@@ -977,6 +976,11 @@ mod tests {
         assert_eq!(order(Some(4)), [3, 0, 2]);
         assert_eq!(order(Some(2)), [0, 2, 3], "a candidate left out changes nothing");
         assert!(lead_first(shipped.clone(), Some(0)).is_err());
+    }
+
+    #[test]
+    fn fixres_candidates_are_multiples_of_eight() {
+        assert_eq!(candidate_sizes("auto", &[1.0, 1.17, 1.33], 128).unwrap(), vec![128, 152, 168]);
         assert_eq!(candidate_sizes("train", &[], 192).unwrap(), vec![192]);
         assert_eq!(candidate_sizes("224", &[], 192).unwrap(), vec![224]);
         assert!(candidate_sizes("huge", &[], 192).is_err());
