@@ -1,5 +1,10 @@
 //! The EfficientNet-Lite block table. Lite0 is what ships; Lite1–4 are a multiplier away.
 
+use crate::nn::same_output;
+
+/// The stem convolution's stride (3×3, every EfficientNet-Lite).
+pub const STEM_STRIDE: usize = 2;
+
 /// One MBConv block: `[expand 1×1] → depthwise k×k (stride s) → project 1×1 [+ residual]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlockSpec {
@@ -109,14 +114,14 @@ impl ModelConfig {
     /// left out. The page deals an image's passes to its workers by this cost.
     pub fn multiply_adds(&self, input_size: usize) -> u64 {
         let square = |side: usize| (side * side) as u64;
-        let mut side = input_size.div_ceil(2);
+        let mut side = same_output(input_size, STEM_STRIDE);
         let mut total = square(side) * (3 * 3 * 3 * self.stem_channels) as u64;
         for block in &self.blocks {
             let mid = block.mid_channels() as u64;
             if block.has_expand() {
                 total += square(side) * block.in_channels as u64 * mid;
             }
-            side = side.div_ceil(block.stride);
+            side = same_output(side, block.stride);
             total += square(side) * mid * (block.kernel * block.kernel + block.out_channels) as u64;
         }
         let last = self.blocks.last().map_or(self.stem_channels, |b| b.out_channels);
@@ -125,8 +130,7 @@ impl ModelConfig {
 
     /// Spatial size of the head's feature map (7 for 224 input: five stride-2 stages).
     pub fn feature_size(&self, input_size: usize) -> usize {
-        let strides = 1 + self.blocks.iter().filter(|b| b.stride == 2).count();
-        (0..strides).fold(input_size, |s, _| s.div_ceil(2))
+        self.blocks.iter().fold(same_output(input_size, STEM_STRIDE), |side, block| same_output(side, block.stride))
     }
 }
 

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 
 use super::workers::in_worker;
-use super::{FoldedNetwork, MbConv, ModelConfig};
+use super::{FoldedNetwork, MbConv, ModelConfig, STEM_STRIDE};
 use crate::nn::{Activation, Conv2dSame, PointwiseConv};
 
 /// stem → 16 MBConv → head 1×1 → global average pool → linear.
@@ -33,7 +33,7 @@ impl EfficientNetLite {
     pub fn new(net: &FoldedNetwork) -> Result<Self> {
         Ok(Self {
             config: net.config.clone(),
-            stem: Conv2dSame::new(net.stem.weight.clone(), &net.stem.bias, 2, Activation::Relu6)?,
+            stem: Conv2dSame::new(net.stem.weight.clone(), &net.stem.bias, STEM_STRIDE, Activation::Relu6)?,
             blocks: net.blocks.iter().map(MbConv::new).collect::<Result<_>>()?,
             head: PointwiseConv::new(&net.head.weight, &net.head.bias, Activation::Relu6)?,
             fc_weight: net.fc_weight.clone(),

@@ -9,7 +9,7 @@ pub mod storage;
 pub mod weights;
 pub mod workers;
 
-pub use config::{BlockSpec, ModelConfig};
+pub use config::{BlockSpec, ModelConfig, STEM_STRIDE};
 pub use efficientnet::{EfficientNetLite, Trace};
 pub use mbconv::MbConv;
 pub use members::{Member, ModelFile};

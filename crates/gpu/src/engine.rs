@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use skinlens_core::model::FoldedNetwork;
+use skinlens_core::model::{FoldedNetwork, STEM_STRIDE};
 use skinlens_core::nn::Activation;
 
 use crate::context::ErrorScopes;
@@ -86,7 +86,7 @@ impl GpuEngine {
         let mut dispatches = Vec::new();
 
         let stem = Conv2dSame::new(
-            &ctx, &kernels, "stem", &net.stem.weight, &net.stem.bias, 2, Activation::Relu6, &input, input_shape,
+            &ctx, &kernels, "stem", &net.stem.weight, &net.stem.bias, STEM_STRIDE, Activation::Relu6, &input, input_shape,
         )?;
         dispatches.push(stem.dispatch().clone());
         let stem_tap = Tap { buffer: stem.output.clone(), len: stem.output_shape.len() };

@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
@@ -100,19 +101,21 @@ impl MemberSource {
 /// An exported model file taken in as it is, and what its card says of its training.
 struct ExportedSource {
     file: PathBuf,
-    card: serde_json::Value,
+    /// Shared by the file's networks: one card per file, however many networks it holds.
+    card: Rc<serde_json::Value>,
     /// One network's own entry in the card's `members` (matched by name; `Null` for the file as
-    /// a whole): an ensemble's card keeps each network's epochs and minutes there.
+    /// a whole): an ensemble's card keeps each network's epochs, minutes and rule there.
     member: serde_json::Value,
 }
 
 impl ExportedSource {
-    /// What the card says of `key` for this network: its own entry, else (a one-network file)
-    /// the file's `training` section under `file_key`.
-    fn fact(&self, key: &str, file_key: &str) -> Option<&serde_json::Value> {
+    /// What the card says of `key` for this network: its own entry, else (a one-network file
+    /// only) the file-level value at the JSON pointer `file_pointer`. The file level of an
+    /// ensemble's card describes its first network, so it never stands in for another one.
+    fn fact(&self, key: &str, file_pointer: &str) -> Option<&serde_json::Value> {
         let own = self.member.get(key).filter(|v| !v.is_null());
         let single = self.card["members"].as_array().is_none_or(|m| m.iter().filter(|m| m["shipped"] == json!(true)).count() <= 1);
-        own.or_else(|| if single { self.card["training"].get(file_key).filter(|v| !v.is_null()) } else { None })
+        own.or_else(|| if single { self.card.pointer(file_pointer).filter(|v| !v.is_null()) } else { None })
     }
 }
 
@@ -135,7 +138,7 @@ impl ExportedSource {
             && images["test"].as_u64() == Some(split.test.len() as u64)
             && images["train"].as_u64() == Some(split.train.len() as u64);
         ensure!(same, "{}: its card's split ({theirs}) is not the first run's (seed {}, validation {}, test {}, {}/{}/{} images); ensemble members must share one", file.display(), split.plan.seed, split.plan.val_fraction, split.plan.test_fraction, split.train.len(), split.val.len(), split.test.len());
-        Ok(Self { file: file.to_path_buf(), card, member: serde_json::Value::Null })
+        Ok(Self { file: file.to_path_buf(), card: Rc::new(card), member: serde_json::Value::Null })
     }
 }
 
@@ -163,13 +166,13 @@ impl Origin {
     fn epochs_run(&self) -> Option<usize> {
         match self {
             Origin::Run(s) => Some(s.state.history.len()),
-            Origin::Exported(e) => e.fact("epochs_run", "epochs_run")?.as_u64().map(|n| n as usize),
+            Origin::Exported(e) => e.fact("epochs_run", "/training/epochs_run")?.as_u64().map(|n| n as usize),
         }
     }
     fn training_minutes(&self) -> Option<f64> {
         match self {
             Origin::Run(s) => Some(s.state.elapsed_s / 60.0),
-            Origin::Exported(e) => e.fact("training_minutes", "wall_time_minutes")?.as_f64(),
+            Origin::Exported(e) => e.fact("training_minutes", "/training/wall_time_minutes")?.as_f64(),
         }
     }
 }
@@ -423,7 +426,6 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
     let bytes = std::fs::read(&source.file).with_context(|| format!("{what}: cannot read the model"))?;
     let file = ModelFile::from_safetensors(&bytes).with_context(|| format!("{what}: not a usable model"))?;
     let labels: Vec<usize> = val_records.iter().map(|r| r.label).collect();
-    let file_tau = source.card["decision_rule"]["tau"].as_f64().unwrap_or(0.0);
     let mut out = Vec::new();
     for member in file.members {
         let mut net = member.network;
@@ -443,11 +445,11 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
         eprintln!("{what} ({}, as exported at {size} px): validation balanced accuracy {:.4}, macro AUC {:.4}", member.name, val_report.balanced_accuracy, val_report.macro_auc);
         let (f16, int8) = check_storage(&what, &net, &F32Answers { images: &val.images, temperature, probabilities: &after, report: &val_report, labels: &labels, classes })?;
         let own = source.card["members"].as_array().and_then(|all| all.iter().find(|m| m["name"] == json!(member.name))).cloned().unwrap_or_default();
-        let exported = ExportedSource { file: source.file.clone(), card: source.card.clone(), member: own };
-        let epoch = exported.fact("checkpoint_epoch", "checkpoint_epoch").and_then(|e| e.as_u64()).map(|e| e as usize);
-        // Each network's own rule (an ensemble's card keeps the first one's at file level).
-        let tau = exported.member["decision_rule_tau"].as_f64().unwrap_or(file_tau);
-        let train_size = net.metadata.train_size.or_else(|| source.card["training"]["config"]["size"].as_u64().map(|s| s as usize));
+        let exported = ExportedSource { file: source.file.clone(), card: Rc::clone(&source.card), member: own };
+        let epoch = exported.fact("checkpoint_epoch", "/training/checkpoint_epoch").and_then(|e| e.as_u64()).map(|e| e as usize);
+        let tau = exported.fact("decision_rule_tau", "/decision_rule/tau").and_then(|t| t.as_f64());
+        let tau = tau.with_context(|| format!("{what} ({}): its card gives no decision rule (τ) for this network", member.name))?;
+        let train_size = net.metadata.train_size.or_else(|| exported.fact("train_size", "/training/config/size")?.as_u64().map(|s| s as usize));
         out.push(Calibrated {
             origin: Origin::Exported(exported),
             train_size,

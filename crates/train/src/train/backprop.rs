@@ -128,7 +128,7 @@ impl TrainableNetwork {
         dropout_keep: Option<&Tensor>,
         loss_of: impl Fn(&Tensor) -> Result<Tensor>,
     ) -> Result<(f32, Tensor, HashMap<String, Tensor>)> {
-        let stem_size = skinlens_core::nn::same_output(size, 2);
+        let stem_size = skinlens_core::nn::same_output(size, skinlens_core::model::STEM_STRIDE);
         anyhow::ensure!(stem_columns.dims() == [n * stem_size * stem_size, 27], "stem input is {:?}", stem_columns.dims());
         // Forward, keeping what the backward pass needs.
         let z = stem_columns.matmul(&self.weight_2d("_conv_stem.weight")?.t()?)?;

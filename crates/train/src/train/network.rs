@@ -193,7 +193,7 @@ impl TrainableNetwork {
     /// of `size`×`size`; `dropout_keep` is an optional `[N, head]` mask already scaled by
     /// 1/(1 − p). Returns logits `[N, classes]`.
     pub fn forward_train(&mut self, stem_columns: &Tensor, n: usize, size: usize, dropout_keep: Option<&Tensor>) -> Result<Tensor> {
-        let stem_size = skinlens_core::nn::same_output(size, 2);
+        let stem_size = skinlens_core::nn::same_output(size, skinlens_core::model::STEM_STRIDE);
         ensure!(stem_columns.dims() == [n * stem_size * stem_size, 27], "stem input is {:?}", stem_columns.dims());
         let stem_w = self.param("_conv_stem.weight")?.reshape((self.config.stem_channels, 27))?;
         let mut x = stem_columns.matmul(&stem_w.t()?)?;
