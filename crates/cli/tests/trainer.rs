@@ -300,6 +300,29 @@ fn an_exported_model_joins_an_ensemble_as_it_was_exported() {
 }
 
 #[test]
+fn a_later_stage_counts_the_minutes_of_the_stage_it_started_from() {
+    let Some(run) = learned_run() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
+    let shared = shared().unwrap();
+    let out = scratch("stage");
+    // Progressive resizing: one epoch at 80 px from the learned run's best checkpoint.
+    let (data, base) = (shared.join("data/ham10000"), run.join("best.safetensors"));
+    let stage = out.join("run");
+    skinlens(&[
+        "train", "--data", data.to_str().unwrap(), "--base", base.to_str().unwrap(), "--out", stage.to_str().unwrap(),
+        "--max-lesions-per-class", "40", "--size", "80", "--epochs", "1", "--batch", "16", "--seed", "3", "--lr", "5e-4", "--warmup-epochs", "0.5",
+    ]);
+    skinlens(&[
+        "export", "--run", stage.to_str().unwrap(), "--out", out.join("model.safetensors").to_str().unwrap(), "--card", out.join("model.card.json").to_str().unwrap(),
+        "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
+    ]);
+    let minutes = |dir: &Path| json(&dir.join("state.json"))["elapsed_s"].as_f64().unwrap() / 60.0;
+    let card = json(&out.join("model.card.json"));
+    let member = card["members"][0]["training_minutes"].as_f64().unwrap();
+    assert!((member - (minutes(&stage) + minutes(run))).abs() < 1e-9, "{member} min: this stage {} + the earlier one {}", minutes(&stage), minutes(run));
+    assert!((card["training"]["wall_time_minutes"].as_f64().unwrap() - member).abs() < 1e-9);
+}
+
+#[test]
 fn a_left_out_run_member_does_not_describe_the_file_and_the_member_budget_holds() {
     let Some(run) = learned_run() else { return eprintln!("skipped: ../shared/data/ham10000 not found") };
     let out = scratch("export-budget");

@@ -96,6 +96,23 @@ impl MemberSource {
         let state = run.read_state()?;
         Ok(Self { checkpoint, run, config, state })
     }
+
+    /// Wall-clock minutes of this run and of every earlier stage it started from (`--base` a
+    /// checkpoint in another run folder, as progressive resizing does): what the network cost.
+    /// A stage whose run folder is gone ends the chain.
+    fn minutes_with_earlier_stages(&self) -> f64 {
+        let mut minutes = self.state.elapsed_s / 60.0;
+        let mut base = self.config.base.clone();
+        let mut seen = HashSet::from([self.run.dir.clone()]);
+        while let Some(stage) = base.as_deref().and_then(|b| Self::locate(b, None).ok()) {
+            if !seen.insert(stage.run.dir.clone()) {
+                break;
+            }
+            minutes += stage.state.elapsed_s / 60.0;
+            base = stage.config.base;
+        }
+        minutes
+    }
 }
 
 /// An exported model file taken in as it is, and what its card says of its training.
@@ -171,7 +188,7 @@ impl Origin {
     }
     fn training_minutes(&self) -> Option<f64> {
         match self {
-            Origin::Run(s) => Some(s.state.elapsed_s / 60.0),
+            Origin::Run(s) => Some(s.minutes_with_earlier_stages()),
             Origin::Exported(e) => e.fact("training_minutes", "/training/wall_time_minutes")?.as_f64(),
         }
     }
