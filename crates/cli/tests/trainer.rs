@@ -49,6 +49,30 @@ fn train_from(shared: &Path, base: &str, out: &Path, lesions: usize, size: usize
     skinlens(&args);
 }
 
+/// The export flags every test here takes unless it is about them: f32 storage, one pass,
+/// few bootstrap draws.
+const QUICK: [&str; 6] = ["--dtype", "f32", "--tta", "none", "--bootstrap", "20"];
+
+/// `skinlens export --run RUN --out MODEL --card CARD` with `extra` appended.
+fn export(run: &Path, model: &Path, card: &Path, extra: &[&str]) {
+    let mut args = vec!["export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap(), "--card", card.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    skinlens(&args);
+}
+
+/// The same export, expected to be refused before anything is written: its error text.
+fn export_refused(run: &Path, model: &Path, card: &Path, extra: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_skinlens"))
+        .args(["export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap(), "--card", card.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "export was not refused: {text}");
+    assert!(!model.exists() && !card.exists(), "nothing written on a refusal");
+    text
+}
+
 /// One shared learning run (the most expensive part), trained once per test binary.
 fn learned_run() -> Option<&'static PathBuf> {
     static RUN: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -151,10 +175,7 @@ fn an_exported_model_gives_the_trainers_validation_probabilities() {
     let out = scratch("export");
     std::fs::create_dir_all(&out).unwrap();
     let model = out.join("model.safetensors");
-    skinlens(&[
-        "export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap(), "--card", out.join("card.json").to_str().unwrap(),
-        "--dtype", "f32", "--prior-correction", "0", "--tta", "none", "--bootstrap", "20",
-    ]);
+    export(run, &model, &out.join("card.json"), &[&QUICK[..], &["--prior-correction", "0"]].concat());
     let card = json(&out.join("card.json"));
     assert_eq!(card["untrained"], false);
     assert_eq!(card["test_time_augmentation"]["views"], "none", "one pass, as the trainer validates");
@@ -195,9 +216,8 @@ fn an_export_with_two_members_writes_both_and_lists_each_on_the_card() {
     std::fs::create_dir_all(&out).unwrap();
     let model = out.join("model.safetensors");
     let second = run.join("last.safetensors");
-    skinlens(&[
-        "export", "--run", run.to_str().unwrap(), "--ensemble-with", second.to_str().unwrap(), "--weights", "equal",
-        "--size", "auto", "--size-factors", "1.0,1.25", "--out", model.to_str().unwrap(), "--card", out.join("card.json").to_str().unwrap(),
+    export(run, &model, &out.join("card.json"), &[
+        "--ensemble-with", second.to_str().unwrap(), "--weights", "equal", "--size", "auto", "--size-factors", "1.0,1.25",
         "--dtype", "int8", "--tta", "none", "--bootstrap", "20",
     ]);
     let card = json(&out.join("card.json"));
@@ -232,15 +252,10 @@ fn an_exported_model_joins_an_ensemble_as_it_was_exported() {
     std::fs::create_dir_all(&out).unwrap();
     // An earlier release: one network at 80 px, its decision rule and temperature fixed at its export.
     let earlier = out.join("earlier.safetensors");
-    skinlens(&[
-        "export", "--run", run.to_str().unwrap(), "--checkpoint", run.join("last.safetensors").to_str().unwrap(), "--size", "80",
-        "--out", earlier.to_str().unwrap(), "--card", out.join("earlier.card.json").to_str().unwrap(), "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
-    ]);
+    let last = run.join("last.safetensors");
+    export(run, &earlier, &out.join("earlier.card.json"), &[&QUICK[..], &["--checkpoint", last.to_str().unwrap(), "--size", "80"]].concat());
     let model = out.join("model.safetensors");
-    skinlens(&[
-        "export", "--run", run.to_str().unwrap(), "--ensemble-with", earlier.to_str().unwrap(), "--weights", "0.7,0.3",
-        "--out", model.to_str().unwrap(), "--card", out.join("model.card.json").to_str().unwrap(), "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
-    ]);
+    export(run, &model, &out.join("model.card.json"), &[&QUICK[..], &["--ensemble-with", earlier.to_str().unwrap(), "--weights", "0.7,0.3"]].concat());
     let card = json(&out.join("model.card.json"));
     let members = card["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
@@ -261,10 +276,7 @@ fn an_exported_model_joins_an_ensemble_as_it_was_exported() {
     // A two-network file joins network by network, each with its own card entry (decision rule,
     // epochs, minutes), not the file-wide values of its card.
     let again = out.join("again.safetensors");
-    skinlens(&[
-        "export", "--run", run.to_str().unwrap(), "--ensemble-with", model.to_str().unwrap(), "--weights", "0,0.5,0.5",
-        "--out", again.to_str().unwrap(), "--card", out.join("again.card.json").to_str().unwrap(), "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
-    ]);
+    export(run, &again, &out.join("again.card.json"), &[&QUICK[..], &["--ensemble-with", model.to_str().unwrap(), "--weights", "0,0.5,0.5"]].concat());
     let again_card = json(&out.join("again.card.json"));
     let joined = again_card["members"].as_array().unwrap();
     assert_eq!(joined.len(), 3);
@@ -282,21 +294,13 @@ fn an_exported_model_joins_an_ensemble_as_it_was_exported() {
     let stray = out.join("stray.safetensors");
     std::fs::copy(&earlier, &stray).unwrap();
     std::fs::write(out.join("stray.card.json"), other.to_string()).unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_skinlens"))
-        .args(["export", "--run", run.to_str().unwrap(), "--ensemble-with", stray.to_str().unwrap(), "--out", out.join("no.safetensors").to_str().unwrap(), "--card", out.join("no.card.json").to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && text.contains("stray.safetensors") && text.contains("split"), "{text}");
-    assert!(!out.join("no.safetensors").exists(), "nothing written on a refusal");
+    let (no, no_card) = (out.join("no.safetensors"), out.join("no.card.json"));
+    let text = export_refused(run, &no, &no_card, &["--ensemble-with", stray.to_str().unwrap()]);
+    assert!(text.contains("stray.safetensors") && text.contains("split"), "{text}");
     // Without its card, too.
     std::fs::remove_file(out.join("stray.card.json")).unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_skinlens"))
-        .args(["export", "--run", run.to_str().unwrap(), "--ensemble-with", stray.to_str().unwrap(), "--out", out.join("no.safetensors").to_str().unwrap(), "--card", out.join("no.card.json").to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && text.contains("stray.card.json"), "{text}");
+    let text = export_refused(run, &no, &no_card, &["--ensemble-with", stray.to_str().unwrap()]);
+    assert!(text.contains("stray.card.json"), "{text}");
 }
 
 #[test]
@@ -311,10 +315,7 @@ fn a_later_stage_counts_the_minutes_of_the_stage_it_started_from() {
         "train", "--data", data.to_str().unwrap(), "--base", base.to_str().unwrap(), "--out", stage.to_str().unwrap(),
         "--max-lesions-per-class", "40", "--size", "80", "--epochs", "1", "--batch", "16", "--seed", "3", "--lr", "5e-4", "--warmup-epochs", "0.5",
     ]);
-    skinlens(&[
-        "export", "--run", stage.to_str().unwrap(), "--out", out.join("model.safetensors").to_str().unwrap(), "--card", out.join("model.card.json").to_str().unwrap(),
-        "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
-    ]);
+    export(&stage, &out.join("model.safetensors"), &out.join("model.card.json"), &QUICK);
     let minutes = |dir: &Path| json(&dir.join("state.json"))["elapsed_s"].as_f64().unwrap() / 60.0;
     let card = json(&out.join("model.card.json"));
     let member = card["members"][0]["training_minutes"].as_f64().unwrap();
@@ -331,10 +332,7 @@ fn a_left_out_run_member_does_not_describe_the_file_and_the_member_budget_holds(
     let second = run.join("last.safetensors");
     // The --run member gets weight 0: the file holds the other one, and the card's one-value
     // fields (temperature, decision rule) are that member's.
-    skinlens(&[
-        "export", "--run", run.to_str().unwrap(), "--ensemble-with", second.to_str().unwrap(), "--weights", "0,1", "--max-members", "1",
-        "--out", model.to_str().unwrap(), "--card", card_path.to_str().unwrap(), "--dtype", "f32", "--tta", "none", "--bootstrap", "20",
-    ]);
+    export(run, &model, &card_path, &[&QUICK[..], &["--ensemble-with", second.to_str().unwrap(), "--weights", "0,1", "--max-members", "1"]].concat());
     let card = json(&card_path);
     let members = card["members"].as_array().unwrap();
     assert_eq!(members.iter().map(|m| m["shipped"] == true).collect::<Vec<_>>(), [false, true]);
@@ -346,12 +344,7 @@ fn a_left_out_run_member_does_not_describe_the_file_and_the_member_budget_holds(
     assert!((file.members[0].network.metadata.temperature - members[1]["temperature"].as_f64().unwrap() as f32).abs() < 1e-6);
 
     // More members with a weight than --max-members allows is refused before anything is written.
-    let refused = Command::new(env!("CARGO_BIN_EXE_skinlens"))
-        .args(["export", "--run", run.to_str().unwrap(), "--ensemble-with", second.to_str().unwrap(), "--weights", "equal", "--max-members", "1"])
-        .args(["--out", out.join("no.safetensors").to_str().unwrap(), "--card", out.join("no.card.json").to_str().unwrap(), "--tta", "none"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && text.contains("--max-members"), "{text}");
-    assert!(!out.join("no.safetensors").exists(), "nothing written on a refusal");
+    let extra = ["--ensemble-with", second.to_str().unwrap(), "--weights", "equal", "--max-members", "1", "--tta", "none"];
+    let text = export_refused(run, &out.join("no.safetensors"), &out.join("no.card.json"), &extra);
+    assert!(text.contains("--max-members"), "{text}");
 }
