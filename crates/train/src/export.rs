@@ -443,10 +443,20 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
     let bytes = std::fs::read(&source.file).with_context(|| format!("{what}: cannot read the model"))?;
     let file = ModelFile::from_safetensors(&bytes).with_context(|| format!("{what}: not a usable model"))?;
     let labels: Vec<usize> = val_records.iter().map(|r| r.label).collect();
-    let mut out = Vec::new();
+    // What the card says of each network, read before any is scored: a card that lacks one's
+    // decision rule fails before minutes of validation passes.
+    let mut facts = Vec::new();
     for member in file.members {
+        ensure!(member.network.metadata.classes == classes, "{what}: classes {:?} differ from the first member's {classes:?}", member.network.metadata.classes);
+        let own = source.card["members"].as_array().and_then(|all| all.iter().find(|m| m["name"] == json!(member.name))).cloned().unwrap_or_default();
+        let exported = ExportedSource { file: source.file.clone(), card: Rc::clone(&source.card), member: own };
+        let tau = exported.fact("decision_rule_tau", "/decision_rule/tau").and_then(|t| t.as_f64());
+        let tau = tau.with_context(|| format!("{what} ({}): its card gives no decision rule (τ) for this network", member.name))?;
+        facts.push((member, exported, tau));
+    }
+    let mut out = Vec::new();
+    for (member, exported, tau) in facts {
         let mut net = member.network;
-        ensure!(net.metadata.classes == classes, "{what}: classes {:?} differ from the first member's {classes:?}", net.metadata.classes);
         // Views are file-wide and chosen again for the new file.
         net.metadata.tta = TestTimeAugmentation::None;
         let size = net.config.input_size;
@@ -461,11 +471,7 @@ fn take_exported(source: ExportedSource, val_records: &[Record], roots: &[PathBu
         let val_report = score(&after, &labels, classes);
         eprintln!("{what} ({}, as exported at {size} px): validation balanced accuracy {:.4}, macro AUC {:.4}", member.name, val_report.balanced_accuracy, val_report.macro_auc);
         let (f16, int8) = check_storage(&what, &net, &F32Answers { images: &val.images, temperature, probabilities: &after, report: &val_report, labels: &labels, classes })?;
-        let own = source.card["members"].as_array().and_then(|all| all.iter().find(|m| m["name"] == json!(member.name))).cloned().unwrap_or_default();
-        let exported = ExportedSource { file: source.file.clone(), card: Rc::clone(&source.card), member: own };
         let epoch = exported.fact("checkpoint_epoch", "/training/checkpoint_epoch").and_then(|e| e.as_u64()).map(|e| e as usize);
-        let tau = exported.fact("decision_rule_tau", "/decision_rule/tau").and_then(|t| t.as_f64());
-        let tau = tau.with_context(|| format!("{what} ({}): its card gives no decision rule (τ) for this network", member.name))?;
         let train_size = net.metadata.train_size.or_else(|| exported.fact("train_size", "/training/config/size")?.as_u64().map(|s| s as usize));
         out.push(Calibrated {
             origin: Origin::Exported(exported),
